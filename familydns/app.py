@@ -1,0 +1,260 @@
+"""Composition root: builds the pieces from config, starts listeners, reloads, stops.
+
+This is the only module that knows every part. The policy snapshot is held by one
+reference (``SnapshotPolicy.snapshot``) that a reload replaces in a single assignment; a
+reload that fails to build keeps the old snapshot running and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from familydns.blocklists.sources import ListLoader, starter_sources
+from familydns.config import Config, ListSourceConfig, parse_listen
+from familydns.errors import ConfigError, FamilyDNSError
+from familydns.metrics import Metrics
+from familydns.profiles.decide import decide, decide_chain
+from familydns.profiles.model import Decision, Overrides, PolicySnapshot
+from familydns.profiles.snapshot import build_snapshot
+from familydns.resolver.cache import Cache
+from familydns.resolver.identity import ClientIdentity
+from familydns.resolver.pipeline import DecisionSink, Resolver
+from familydns.resolver.server import Inflight, TcpListener, UdpListener
+from familydns.resolver.upstream import UpstreamPool
+
+log = logging.getLogger("familydns")
+
+
+class SnapshotPolicy:
+    """Adapts the pure ``decide`` to the resolver, over the snapshot current right now."""
+
+    def __init__(self, snapshot: PolicySnapshot) -> None:
+        self.snapshot = snapshot
+
+    def decide(self, client: ClientIdentity, qname: str, qtype: int, now: float) -> Decision:
+        return decide(self.snapshot, client, qname, qtype, now)
+
+    def decide_chain(self, client: ClientIdentity, names: Iterable[str], qtype: int,
+                     now: float) -> Decision | None:
+        return decide_chain(self.snapshot, client, names, qtype, now)
+
+
+class _ServerMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def dropped_query(self, reason: str) -> None:
+        self.metrics.dropped.labels(reason).inc()
+
+    def tcp_open(self, delta: int) -> None:
+        self.metrics.tcp_connections.inc(delta)
+
+
+def all_sources(config: Config) -> tuple[ListSourceConfig, ...]:
+    starter = tuple(starter_sources()) if config.lists.starter else ()
+    return starter + config.lists.sources  # type: ignore[return-value]
+
+
+class App:
+    """One running familydns instance."""
+
+    def __init__(
+        self,
+        load_config: Callable[[], Config],
+        data_dir: Path,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        overrides: Callable[[], Overrides] | None = None,
+        on_decision: DecisionSink | None = None,
+    ) -> None:
+        self.load_config = load_config
+        self.data_dir = data_dir
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.overrides = overrides or Overrides
+        self.on_decision = on_decision
+        self.config = load_config()
+        self.loader = ListLoader(data_dir)
+        self.policy: SnapshotPolicy | None = None
+        self.resolver: Resolver | None = None
+        self.pool: UpstreamPool | None = None
+        self.addresses: list[tuple[str, int]] = []
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp_servers: list[asyncio.base_events.Server] = []
+        self._tcp: TcpListener | None = None
+        self._inflight: Inflight | None = None
+        self._metrics_server: Any = None
+        self._reload_lock = asyncio.Lock()
+        self._background: list[asyncio.Task[None]] = []
+
+    # ---------------------------------------------------------------- policy
+
+    def build_policy(self, config: Config) -> PolicySnapshot:
+        """Load every list (disk copies and shipped lists, no network) and build a snapshot."""
+        result = self.loader.load(all_sources(config))
+        for status in result.statuses:
+            if status.last_error:
+                log.warning("list %s: %s", status.name, status.last_error)
+            if status.bad_lines:
+                log.info("list %s: %d bad lines skipped", status.name, status.bad_lines)
+        self.list_statuses = result.statuses
+        self.metrics.list_entries.set(len(result.matcher))
+        today = dt.datetime.fromtimestamp(self.clock()).date()
+        return build_snapshot(config, result.matcher, self.overrides(), today)
+
+    async def reload(self) -> bool:
+        """Re-read config and lists, swap the snapshot; on any error keep the old one."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(self.load_config)
+                snapshot = await asyncio.to_thread(self.build_policy, config)
+            except FamilyDNSError as exc:
+                self.metrics.reloads.labels("error").inc()
+                log.error("reload failed, keeping the previous policy: %s", exc)
+                return False
+            if config.server.listen != self.config.server.listen:
+                log.warning("listen addresses changed: restart familydns to apply them")
+            assert self.policy is not None and self.resolver is not None
+            self.policy.snapshot = snapshot
+            self.config = config
+            self.resolver.config = config
+            self.metrics.reloads.labels("ok").inc()
+            log.info("policy reloaded")
+            return True
+
+    async def refresh_lists(self, force: bool = False) -> None:
+        """Download URL sources that are due, then reload if anything changed."""
+        statuses = await self.loader.refresh(all_sources(self.config), force=force)
+        if any(s.last_error is None and not s.from_cache for s in statuses):
+            await self.reload()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh_lists()
+            except Exception:  # noqa: BLE001 - a list refresh must never stop DNS
+                log.exception("list refresh failed")
+            await asyncio.sleep(300)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        config = self.config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.policy = SnapshotPolicy(self.build_policy(config))
+        cache = Cache(config.cache, on_evict=self.metrics.cache_evictions.inc)
+        self.metrics.track_cache_size(cache.__len__)
+        self.pool = UpstreamPool(config.upstreams, self.metrics)
+        self.resolver = Resolver(config, self.pool, cache, self.policy, self.metrics,
+                                 clock=self.clock, on_decision=self.on_decision)
+        server_metrics = _ServerMetrics(self.metrics)
+        self._inflight = Inflight(config.server.max_inflight)
+        self._tcp = TcpListener(self.resolver, self._inflight, server_metrics,
+                                config.server.tcp_idle_timeout,
+                                config.server.tcp_max_connections,
+                                config.server.tcp_max_pipeline)
+        try:
+            for item in config.server.listen:
+                await self._listen(*parse_listen(item), server_metrics)
+        except OSError as exc:
+            await self.stop()
+            raise FamilyDNSError(f"cannot listen: {exc.strerror or exc}") from None
+        if config.metrics.listen:
+            host, port = parse_listen(config.metrics.listen)
+            try:
+                self._metrics_server = self.metrics.serve(host, port)
+            except OSError as exc:
+                log.error("metrics endpoint %s unavailable: %s", config.metrics.listen,
+                          exc.strerror or exc)
+        if any(s.url for s in all_sources(config)):
+            self._background.append(asyncio.create_task(self._refresh_forever()))
+        log.info("familydns answering on %s", ", ".join(
+            f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses))
+
+    async def _listen(self, host: str, port: int, server_metrics: _ServerMetrics) -> None:
+        """UDP and TCP on the same address; port 0 picks one free port for both."""
+        loop = asyncio.get_running_loop()
+        assert self.resolver is not None and self._inflight is not None
+        assert self._tcp is not None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for attempt in range(20):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: UdpListener(self.resolver, self._inflight, server_metrics),  # type: ignore[arg-type]
+                local_addr=(host, port), family=family)
+            bound = udp.get_extra_info("sockname")[1]
+            try:
+                tcp = await asyncio.start_server(self._tcp.serve, host, bound, family=family,
+                                                 reuse_address=True)
+            except OSError:
+                udp.close()
+                if port == 0 and attempt < 19:
+                    continue
+                raise
+            self._udp.append(udp)  # type: ignore[arg-type]
+            self._tcp_servers.append(tcp)
+            self.addresses.append((host, bound))
+            return
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight queries finish (bounded), then close."""
+        for task in self._background:
+            task.cancel()
+        for server in self._tcp_servers:
+            server.close()
+        if self._inflight is not None:
+            await self._inflight.drain(self.config.server.shutdown_grace)
+        for udp in self._udp:
+            udp.close()
+        if self._tcp is not None:
+            self._tcp.close_all()
+        for server in self._tcp_servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self.pool is not None:
+            await self.pool.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        self._udp.clear()
+        self._tcp_servers.clear()
+
+
+async def serve_forever(app: App) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        await app.start()
+    except (FamilyDNSError, ConfigError) as exc:
+        log.error("%s", exc)
+        return 1
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reload()))
+    await stop.wait()
+    log.info("stopping: finishing in-flight queries")
+    await app.stop()
+    return 0
+
+
+def run(app_factory: Callable[[], App]) -> int:
+    """Entry point for ``familydns serve``: uvloop when installed, else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_run(app_factory))
+    return uvloop.run(_run(app_factory))
+
+
+async def _run(app_factory: Callable[[], App]) -> int:
+    return await serve_forever(app_factory())

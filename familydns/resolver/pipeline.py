@@ -1,0 +1,278 @@
+"""The resolver chain: one query flows one way through short stages.
+
+    decode        wire.parse_query: FORMERR or drop on garbage, before any work
+    identify      ClientIdentity from the source address and EDNS options
+    policy        decide() on the current snapshot: block, rewrite (safe search) or allow;
+                  it sits above the cache so cached answers are still judged per profile
+    cache         a fresh entry is answered at once, with no task and no dnslib object
+    upstream      misses are fetched once per key (in-flight dedupe), with serve-stale
+                  when every upstream fails or is slower than ``stale_after``
+    policy again  the answer's CNAME chain is judged too (CNAME cloaking)
+    encode        the client's ID and question, TTLs counted down, truncated to its size
+
+``handle`` returns bytes when the answer is ready at once, or a coroutine for the edge to
+run as a task: the hot paths (cache hits, blocked names) never create a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
+
+from familydns.config import Config
+from familydns.errors import UpstreamError, WireError
+from familydns.metrics import Metrics
+from familydns.profiles.model import Action, BlockAnswer, Decision
+from familydns.resolver import wire
+from familydns.resolver.cache import Cache, Entry, render
+from familydns.resolver.identity import ClientIdentity
+
+log = logging.getLogger("familydns.resolver")
+
+
+class Policy(Protocol):
+    """The policy seam: decisions over whatever snapshot is current."""
+
+    def decide(self, client: ClientIdentity, qname: str, qtype: int, now: float) -> Decision: ...
+
+    def decide_chain(self, client: ClientIdentity, names: Iterable[str], qtype: int,
+                     now: float) -> Decision | None: ...
+
+
+class Upstreams(Protocol):
+    async def resolve(self, question: bytes, do: bool, cd: bool) -> wire.Reply: ...
+
+
+DecisionSink = Callable[[float, ClientIdentity, str, int, Decision], None]
+
+
+class Resolver:
+    def __init__(
+        self,
+        config: Config,
+        upstreams: Upstreams,
+        cache: Cache,
+        policy: Policy,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+        on_decision: DecisionSink | None = None,
+    ) -> None:
+        self.config = config
+        self.upstreams = upstreams
+        self.cache = cache
+        self.policy = policy
+        self.metrics = metrics
+        self.clock = clock
+        self.on_decision = on_decision
+        self.max_udp = config.server.max_udp_size
+        self._fetches: dict[bytes, asyncio.Task[Entry]] = {}
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, data: bytes, address: str, transport: str
+               ) -> bytes | None | Coroutine[Any, Any, bytes | None]:
+        start = time.perf_counter()
+        try:
+            query = wire.parse_query(data)
+        except WireError as err:
+            self.metrics.malformed.labels(transport).inc()
+            log.debug("malformed query from %s: %s", address, err.reason)
+            return wire.error_response(data, err, self.max_udp)
+        limit = self._limit(query, transport)
+        if query.qclass != wire.C_IN:
+            return self._done(query, wire.build_response(query, wire.REFUSED), "refused",
+                              start, limit)
+        edns = query.edns
+        client = ClientIdentity(address, edns.mac, edns.subnet) if edns else ClientIdentity(
+            address)
+        now = self.clock()
+        decision = self.policy.decide(client, query.qname, query.qtype, now)
+        action = decision.action
+        if action is Action.BLOCK:
+            self._report(now, client, query, decision)
+            return self._done(query, self._blocked(query, decision), "blocked", start, limit)
+        if action is Action.REWRITE:
+            if self.on_decision is not None and self.config.log.log_allowed:
+                self._report(now, client, query, decision)
+            return self._rewrite(query, decision, start, limit)
+        entry = self.cache.get(query.key, now)
+        if entry is not None and entry.fresh(now):
+            self.metrics.cache_hits.inc()
+            return self._answer(query, client, entry, now, start, limit, "cached")
+        self.metrics.cache_misses.inc()
+        return self._resolve(query, client, entry, start, limit)
+
+    def _limit(self, query: wire.Query, transport: str) -> int:
+        if transport != "udp":
+            return 65535
+        if query.edns is None:
+            return 512
+        return min(query.edns.udp_size, self.max_udp)
+
+    def _done(self, query: wire.Query, response: bytes, result: str, start: float,
+              limit: int) -> bytes:
+        self.metrics.query(query.qtype, result, time.perf_counter() - start)
+        return wire.truncate(response, limit)
+
+    def _report(self, now: float, client: ClientIdentity, query: wire.Query,
+                decision: Decision) -> None:
+        if decision.action is Action.BLOCK:
+            self.metrics.blocked.labels(decision.profile, decision.category or "policy").inc()
+        if self.on_decision is not None:
+            self.on_decision(now, client, query.qname, query.qtype, decision)
+
+    # ------------------------------------------------------------------ allowed names
+
+    def _answer(self, query: wire.Query, client: ClientIdentity, entry: Entry, now: float,
+                start: float, limit: int, result: str, stale: bool = False) -> bytes:
+        if entry.cnames:
+            blocked = self.policy.decide_chain(client, entry.cnames, query.qtype, now)
+            if blocked is not None:
+                self._report(now, client, query, blocked)
+                return self._done(query, self._blocked(query, blocked), "blocked", start,
+                                  limit)
+        if stale:
+            self.metrics.cache_stale.inc()
+            ede = wire.ede_option(wire.EDE_STALE, "served from cache: upstreams unreachable")
+            response = render(entry, query, now, self.max_udp,
+                              self.config.cache.stale_answer_ttl, ede)
+        else:
+            response = render(entry, query, now, self.max_udp)
+        return self._done(query, response, result, start, limit)
+
+    async def _resolve(self, query: wire.Query, client: ClientIdentity, stale: Entry | None,
+                       start: float, limit: int) -> bytes | None:
+        fetch = self._fetch(query.key, query.question, query.wants_dnssec,
+                            bool(query.flags & wire.CD))
+        try:
+            if stale is not None and self.config.cache.serve_stale:
+                entry = await asyncio.wait_for(asyncio.shield(fetch),
+                                               self.config.cache.stale_after)
+            else:
+                entry = await fetch
+        except (UpstreamError, asyncio.TimeoutError) as exc:
+            now = self.clock()
+            if stale is not None and self.config.cache.serve_stale:
+                return self._answer(query, client, stale, now, start, limit, "stale", True)
+            log.debug("SERVFAIL for %s: %s", query.qname, exc)
+            return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
+                              start, limit)
+        result = "nxdomain" if entry.rcode == wire.NXDOMAIN else "answered"
+        if entry.rcode == wire.SERVFAIL:
+            result = "servfail"
+        return self._answer(query, client, entry, self.clock(), start, limit, result)
+
+    def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Task[Entry]:
+        """One upstream lookup per key at a time: concurrent misses share it."""
+        task = self._fetches.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._fetch_and_store(key, question, do, cd))
+            self._fetches[key] = task
+            task.add_done_callback(lambda t: self._fetch_done(key, t))
+        return task
+
+    def _fetch_done(self, key: bytes, task: asyncio.Task[Entry]) -> None:
+        if self._fetches.get(key) is task:
+            del self._fetches[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so a shielded failure is not reported twice
+
+    async def _fetch_and_store(self, key: bytes, question: bytes, do: bool, cd: bool) -> Entry:
+        reply = await self.upstreams.resolve(question, do, cd)
+        now = self.clock()
+        entry = self.cache.put(key, reply, now)
+        if entry is None:
+            entry = Entry(reply.rcode, reply.flags, reply.an, reply.ns, reply.ar, reply.body,
+                          reply.ttl_offsets, reply.ttls, reply.cnames, reply.addresses, now, now)
+        return entry
+
+    # ------------------------------------------------------------------ policy answers
+
+    def _blocked(self, query: wire.Query, decision: Decision) -> bytes:
+        """The answer for a blocked name, as the profile asks, with an EDE naming why."""
+        ttl = decision.ttl
+        mode = decision.block_answer
+        ede = wire.ede_option(wire.EDE_FILTERED, _ede_text(decision))
+        if mode is BlockAnswer.REFUSED:
+            return wire.build_response(query, wire.REFUSED, ede=ede, udp_size=self.max_udp)
+        if mode is BlockAnswer.NXDOMAIN:
+            return wire.build_response(query, wire.NXDOMAIN, authority=wire.synthetic_soa(ttl),
+                                       ns=1, ede=ede, udp_size=self.max_udp)
+        addresses: Iterable[str] = ()
+        if mode is BlockAnswer.ZERO:
+            addresses = ("0.0.0.0", "::")
+        elif mode is BlockAnswer.CUSTOM:
+            addresses = decision.block_addresses
+        records = [wire.rr(rtype, ttl, rdata) for rtype, rdata in map(wire.address_rdata,
+                                                                      addresses)
+                   if rtype == query.qtype]
+        if not records:
+            return wire.build_response(query, wire.NOERROR, authority=wire.synthetic_soa(ttl),
+                                       ns=1, ede=ede, udp_size=self.max_udp)
+        return wire.build_response(query, wire.NOERROR, answer=b"".join(records),
+                                   an=len(records), ede=ede, udp_size=self.max_udp)
+
+    def _rewrite(self, query: wire.Query, decision: Decision, start: float, limit: int
+                 ) -> bytes | Coroutine[Any, Any, bytes | None]:
+        """Safe search: a CNAME to the engine's safe host plus that host's addresses, or
+        fixed addresses for engines that publish an IP instead of a host."""
+        rewrite = decision.rewrite
+        assert rewrite is not None
+        ttl = decision.ttl
+        if rewrite.cname is None:
+            records = []
+            if query.qtype == wire.T_A:
+                records = [wire.rr(wire.T_A, ttl, wire.address_rdata(a)[1])
+                           for a in rewrite.addresses_v4]
+            if not records:
+                return self._done(query, wire.build_response(
+                    query, wire.NOERROR, authority=wire.synthetic_soa(ttl), ns=1,
+                    udp_size=self.max_udp), "rewritten", start, limit)
+            return self._done(query, wire.build_response(
+                query, wire.NOERROR, answer=b"".join(records), an=len(records),
+                udp_size=self.max_udp), "rewritten", start, limit)
+        cname_rr = wire.rr(wire.T_CNAME, ttl, wire.encode_name(rewrite.cname))
+        if query.qtype not in (wire.T_A, wire.T_AAAA):
+            return self._done(query, wire.build_response(
+                query, wire.NOERROR, answer=cname_rr, an=1, udp_size=self.max_udp),
+                "rewritten", start, limit)
+        return self._rewrite_resolve(query, rewrite.cname, cname_rr, ttl, start, limit,
+                                     rewrite.fallback_v4)
+
+    async def _rewrite_resolve(self, query: wire.Query, target: str, cname_rr: bytes, ttl: int,
+                               start: float, limit: int, fallback_v4: tuple[str, ...]
+                               ) -> bytes | None:
+        question = wire.encode_name(target) + query.question[-4:]
+        key = question.lower() + bytes((0,))
+        now = self.clock()
+        entry = self.cache.get(key, now)
+        addresses: tuple[str, ...]
+        if entry is not None and entry.fresh(now):
+            addresses = entry.addresses
+        else:
+            try:
+                addresses = (await self._fetch(key, question, False, False)).addresses
+            except UpstreamError:
+                addresses = entry.addresses if entry is not None else (
+                    fallback_v4 if query.qtype == wire.T_A else ())
+        # The target name sits in the CNAME's RDATA, right after the question and the
+        # CNAME's fixed fields: point the address records' owners at it.
+        target_off = 12 + len(query.question) + 2 + 10
+        owner = bytes((0xC0 | (target_off >> 8), target_off & 0xFF))
+        records = [cname_rr]
+        for address in addresses:
+            rtype, rdata = wire.address_rdata(address)
+            if rtype == query.qtype:
+                records.append(wire.rr(rtype, ttl, rdata, owner))
+        response = wire.build_response(query, wire.NOERROR, answer=b"".join(records),
+                                       an=len(records), udp_size=self.max_udp)
+        return self._done(query, response, "rewritten", start, limit)
+
+
+def _ede_text(decision: Decision) -> str:
+    what = decision.category or decision.source or "policy"
+    return f"blocked by familydns: {what}"

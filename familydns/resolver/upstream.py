@@ -1,0 +1,317 @@
+"""Talking to upstream resolvers: UDP (with TCP fallback on TC), TCP and DNS-over-TLS.
+
+Spoofing resistance (RFC 5452): every UDP query gets a fresh random ID from ``secrets``
+and its own connected socket, so the kernel picks a random source port and drops
+datagrams from any other address; a reply is accepted only with the same ID, the QR bit
+and the same question. Anything else is counted and ignored while we keep waiting.
+
+Health: upstreams are tried in configured order, but one that failed is set aside for a
+backoff that grows with consecutive failures (1 s .. 60 s), so a dead upstream stops
+costing every query its timeout; after the backoff it is tried first again (recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from familydns.config import UpstreamConfig, UpstreamsConfig
+from familydns.errors import UpstreamError, WireError
+from familydns.resolver import wire
+
+log = logging.getLogger("familydns.upstream")
+
+_U16 = struct.Struct("!H")
+
+
+class UpstreamMetrics(Protocol):
+    def upstream_result(self, upstream: str, result: str, seconds: float) -> None: ...
+    def upstream_rejected(self, upstream: str) -> None: ...
+
+
+class _NoMetrics:
+    def upstream_result(self, upstream: str, result: str, seconds: float) -> None:
+        pass
+
+    def upstream_rejected(self, upstream: str) -> None:
+        pass
+
+
+def _matches(data: bytes, qid: int, question: bytes) -> bool:
+    """Is this datagram the reply to our query? (ID, QR bit, one question, same question)."""
+    if len(data) < 12 + len(question):
+        return False
+    rid, flags, qd = struct.unpack_from("!HHH", data, 0)
+    return (
+        rid == qid
+        and flags & wire.QR != 0
+        and qd == 1
+        and wire.same_question(data[12:12 + len(question)], question)
+    )
+
+
+class _UdpReply(asyncio.DatagramProtocol):
+    def __init__(self, qid: int, question: bytes, on_reject: Callable[[], None]) -> None:
+        self.qid = qid
+        self.question = question
+        self.on_reject = on_reject
+        self.future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if self.future.done():
+            return
+        if _matches(data, self.qid, self.question):
+            self.future.set_result(data)
+        else:
+            self.on_reject()
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(UpstreamError(f"udp error: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.future.done():
+            self.future.set_exception(UpstreamError("udp socket closed"))
+
+
+class StreamConnection:
+    """One persistent, pipelined TCP or TLS connection to an upstream (RFC 7766).
+
+    Queries are written as they come and replies matched by ID, so many lookups share
+    one handshake; a broken connection fails its pending queries and is reopened on the
+    next use.
+    """
+
+    def __init__(self, host: str, port: int, ssl_ctx: ssl.SSLContext | None,
+                 server_name: str | None, connect_timeout: float) -> None:
+        self.host, self.port = host, port
+        self.ssl_ctx, self.server_name = ssl_ctx, server_name
+        self.connect_timeout = connect_timeout
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        async with self._lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.host, self.port, ssl=self.ssl_ctx,
+                        server_hostname=self.server_name if self.ssl_ctx else None,
+                    ),
+                    self.connect_timeout,
+                )
+            except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+                raise UpstreamError(f"cannot connect: {exc or type(exc).__name__}") from None
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read_loop(reader, writer))
+            return writer
+
+    async def _read_loop(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        error: Exception = UpstreamError("connection closed by upstream")
+        try:
+            while True:
+                size = _U16.unpack(await reader.readexactly(2))[0]
+                data = await reader.readexactly(size)
+                if len(data) < 2:
+                    continue
+                rid = _U16.unpack_from(data, 0)[0]
+                item = self._pending.get(rid)
+                if item is not None and _matches(data, rid, item[0]):
+                    del self._pending[rid]
+                    if not item[1].done():
+                        item[1].set_result(data)
+        except (asyncio.IncompleteReadError, OSError, ssl.SSLError) as exc:
+            error = UpstreamError(f"connection lost: {exc or type(exc).__name__}")
+        except asyncio.CancelledError:
+            error = UpstreamError("connection closed")
+        finally:
+            if self._writer is writer:
+                self._writer = None
+            writer.close()
+            for _q, fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(error)
+            self._pending.clear()
+
+    async def exchange(self, question: bytes, make_packet: Callable[[int], bytes],
+                       timeout: float) -> bytes:
+        writer = await self._connect()
+        qid = secrets.randbits(16)
+        while qid in self._pending:
+            qid = secrets.randbits(16)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[qid] = (question, fut)
+        packet = make_packet(qid)
+        try:
+            writer.write(_U16.pack(len(packet)) + packet)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(qid, None)
+
+    async def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            try:
+                await self._reader_task
+            except asyncio.CancelledError:
+                pass
+        if self._writer is not None:
+            self._writer.close()
+
+
+@dataclass
+class Upstream:
+    """One configured upstream and its health."""
+
+    config: UpstreamConfig
+    index: int
+    stream: StreamConnection | None = None
+    failures: int = 0
+    down_until: float = 0.0
+    last_error: str | None = None
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.config.url
+
+    def record_failure(self, now: float, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        self.down_until = now + min(2 ** (self.failures - 1), 60)
+        if self.failures == 1:
+            log.warning("upstream %s failed: %s", self.name, error)
+
+    def record_success(self) -> None:
+        if self.failures:
+            log.info("upstream %s is answering again", self.name)
+        self.failures = 0
+        self.down_until = 0.0
+        self.last_error = None
+
+
+class UpstreamPool:
+    """Sends a question to the best available upstream, failing over in order."""
+
+    def __init__(
+        self,
+        config: UpstreamsConfig,
+        metrics: UpstreamMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.metrics: UpstreamMetrics = metrics or _NoMetrics()
+        self.clock = clock
+        self.upstreams = [Upstream(c, i) for i, c in enumerate(config.servers)]
+
+    def order(self) -> list[Upstream]:
+        """Healthy upstreams in configured order, then those backing off, soonest first."""
+        now = self.clock()
+        healthy = [u for u in self.upstreams if u.down_until <= now]
+        resting = sorted((u for u in self.upstreams if u.down_until > now),
+                         key=lambda u: u.down_until)
+        return healthy + resting
+
+    async def resolve(self, question: bytes, do: bool, cd: bool) -> wire.Reply:
+        """A validated reply from the first upstream that gives one; UpstreamError when
+        every upstream failed (the caller may then serve stale or SERVFAIL)."""
+        errors: list[str] = []
+        last_reply: wire.Reply | None = None
+        for up in self.order():
+            start = self.clock()
+            try:
+                reply = await self._ask(up, question, do, cd)
+            except UpstreamError as exc:
+                seconds = self.clock() - start
+                result = "timeout" if "timeout" in str(exc) else "error"
+                self.metrics.upstream_result(up.name, result, seconds)
+                up.record_failure(self.clock(), str(exc))
+                errors.append(f"{up.name}: {exc}")
+                continue
+            seconds = self.clock() - start
+            if reply.rcode in (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP):
+                self.metrics.upstream_result(up.name, wire_rcode_name(reply.rcode), seconds)
+                up.record_failure(self.clock(), f"answered {wire_rcode_name(reply.rcode)}")
+                errors.append(f"{up.name}: {wire_rcode_name(reply.rcode)}")
+                last_reply = reply
+                continue
+            self.metrics.upstream_result(up.name, "ok", seconds)
+            up.record_success()
+            return reply
+        if last_reply is not None:
+            return last_reply
+        raise UpstreamError("all upstreams failed: " + "; ".join(errors))
+
+    async def _ask(self, up: Upstream, question: bytes, do: bool, cd: bool) -> wire.Reply:
+        size = self.config.edns_udp_size
+
+        def make(qid: int) -> bytes:
+            return wire.make_upstream_query(qid, question, do, cd, size)
+
+        scheme = up.config.scheme
+        if scheme == "udp":
+            data = await self._udp(up, question, make)
+            reply = self._parse(up, data)
+            if not reply.truncated:
+                return reply
+        data = await self._stream(up, question, make)
+        return self._parse(up, data)
+
+    def _parse(self, up: Upstream, data: bytes) -> wire.Reply:
+        try:
+            return wire.parse_reply(data)
+        except WireError as exc:
+            raise UpstreamError(f"malformed reply: {exc.reason}") from None
+
+    async def _udp(self, up: Upstream, question: bytes, make: Callable[[int], bytes]) -> bytes:
+        loop = asyncio.get_running_loop()
+        qid = secrets.randbits(16)
+        try:
+            transport, proto = await loop.create_datagram_endpoint(
+                lambda: _UdpReply(qid, question, lambda: self.metrics.upstream_rejected(up.name)),
+                remote_addr=(up.config.host, up.config.port),
+            )
+        except OSError as exc:
+            raise UpstreamError(f"cannot open udp socket: {exc}") from None
+        try:
+            transport.sendto(make(qid))
+            return await asyncio.wait_for(proto.future, self.config.timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"timeout after {self.config.timeout:g} s") from None
+        finally:
+            transport.close()
+
+    async def _stream(self, up: Upstream, question: bytes,
+                      make: Callable[[int], bytes]) -> bytes:
+        if up.stream is None:
+            ctx: ssl.SSLContext | None = None
+            if up.config.scheme == "tls":
+                ctx = ssl.create_default_context(cafile=up.config.ca_file)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            up.stream = StreamConnection(up.config.host, up.config.port, ctx,
+                                         up.config.server_name, self.config.timeout)
+        try:
+            return await up.stream.exchange(question, make, self.config.timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"timeout after {self.config.timeout:g} s") from None
+
+    async def close(self) -> None:
+        for up in self.upstreams:
+            if up.stream is not None:
+                await up.stream.close()
+
+
+def wire_rcode_name(rcode: int) -> str:
+    return {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp",
+            5: "refused"}.get(rcode, f"rcode{rcode}")

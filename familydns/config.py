@@ -325,6 +325,8 @@ class _Loader:
             return self.value(args[0], value, path)
         if origin is tuple:
             (item_tp, _ellipsis) = typing.get_args(tp)
+            if value is None:
+                return ()
             if isinstance(value, (str, dict)) or not isinstance(value, list):
                 if item_tp is str and isinstance(value, str):
                     value = [v.strip() for v in value.split(",") if v.strip()]
@@ -442,6 +444,22 @@ def _validate(cfg: Config, loader: _Loader, raw: dict[str, Any]) -> Config:
     )
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader without implicit timestamps: dates stay strings until the typed loader
+    parses them, so a bad date is an error naming its key rather than a crash."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text the way familydns reads config (raises yaml.YAMLError)."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config_data(raw: Any, source: str = "config", extra: Any = None) -> Config:
     """Build a Config from already-parsed YAML data; raises ConfigError listing all problems.
 
@@ -483,7 +501,7 @@ def load_config(path: str | os.PathLike[str] | None, extra: Any = None) -> Confi
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror or exc}", str(p)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

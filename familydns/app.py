@@ -23,7 +23,7 @@ from familydns.config import Config, ListSourceConfig, parse_listen
 from familydns.errors import ConfigError, FamilyDNSError
 from familydns.metrics import Metrics
 from familydns.profiles.decide import decide, decide_chain
-from familydns.profiles.model import Decision, Overrides, PolicySnapshot
+from familydns.profiles.model import NO_OVERRIDES, Decision, Overrides, PolicySnapshot
 from familydns.profiles.snapshot import build_snapshot
 from familydns.resolver.cache import Cache
 from familydns.resolver.identity import ClientIdentity
@@ -81,7 +81,7 @@ class App:
         self.data_dir = data_dir
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.overrides = overrides or Overrides
+        self.overrides = overrides or (lambda: NO_OVERRIDES)
         self.on_decision = on_decision
         self.config = load_config()
         self.loader = ListLoader(data_dir)
@@ -110,7 +110,7 @@ class App:
         self.list_statuses = result.statuses
         self.metrics.list_entries.set(len(result.matcher))
         today = dt.datetime.fromtimestamp(self.clock()).date()
-        return build_snapshot(config, result.matcher, self.overrides(), today)
+        return build_snapshot(config, result.matcher, self.overrides(), reference_date=today)
 
     async def reload(self) -> bool:
         """Re-read config and lists, swap the snapshot; on any error keep the old one."""

@@ -187,6 +187,9 @@ class ProfileConfig:
     name: str
     birthdate: dt.date | None = None
     age: int | None = None
+    age_as_of: dt.date | None = None
+    """The day ``age`` was true; the child grows older from there. Unset: the age stays
+    as written (the CLI's store records the day for you)."""
     devices: tuple[DeviceConfig, ...] = ()
     block: tuple[str, ...] = ()
     unblock: tuple[str, ...] = ()

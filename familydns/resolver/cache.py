@@ -75,7 +75,11 @@ class Cache:
         if lifetime is None or self.config.max_entries == 0:
             return None
         cfg = self.config
-        ttls = tuple(min(max(t, cfg.min_ttl), cfg.max_ttl) for t in reply.ttls)
+        ceiling = cfg.max_ttl
+        if reply.an == 0:
+            # RFC 2308: a negative answer's SOA is served with the negative TTL.
+            ceiling = lifetime
+        ttls = tuple(min(max(t, cfg.min_ttl), ceiling) for t in reply.ttls)
         entry = Entry(
             rcode=reply.rcode,
             flags=reply.flags,

@@ -39,7 +39,8 @@ class Policy(Protocol):
     def decide(self, client: ClientIdentity, qname: str, qtype: int, now: float) -> Decision: ...
 
     def decide_chain(self, client: ClientIdentity, names: Iterable[str], qtype: int,
-                     now: float) -> Decision | None: ...
+                     now: float) -> Decision | None:
+        """Judge an answer's CNAME chain, given as (query name, target, target...)."""
 
 
 class Upstreams(Protocol):
@@ -129,7 +130,8 @@ class Resolver:
     def _answer(self, query: wire.Query, client: ClientIdentity, entry: Entry, now: float,
                 start: float, limit: int, result: str, stale: bool = False) -> bytes:
         if entry.cnames:
-            blocked = self.policy.decide_chain(client, entry.cnames, query.qtype, now)
+            blocked = self.policy.decide_chain(client, (query.qname, *entry.cnames),
+                                                 query.qtype, now)
             if blocked is not None:
                 self._report(now, client, query, blocked)
                 return self._done(query, self._blocked(query, blocked), "blocked", start,

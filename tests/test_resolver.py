@@ -6,15 +6,17 @@ import asyncio
 import socket
 import struct
 import urllib.request
+from pathlib import Path
 
 import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
 import pytest
+import trustme
 
 from tests.conftest import StartServer, base_config, rrset_texts, run_command
-from tests.upstream import FakeUpstream
+from tests.upstream import FakeUpstream, make_tls
 
 
 @pytest.mark.parametrize(
@@ -357,3 +359,44 @@ async def test_metrics_endpoint_serves_prometheus_text(start_server: StartServer
     assert 'familydns_queries_total{qtype="A",result="cached"} 1.0' in text
     assert "familydns_cache_entries" in text
     assert "familydns_upstream_requests_total" in text
+
+
+async def test_dns_over_tls_upstream_with_a_verified_certificate(
+        start_server: StartServer, tmp_path: Path) -> None:
+    server_ctx, cafile = make_tls(trustme.CA(), directory=tmp_path)
+    async with FakeUpstream(tls_context=server_ctx) as tls_up:
+        tls_up.add("secure.example.org", "A", "192.0.2.53")
+        server = await start_server(config=base_config(
+            [], upstreams={"servers": [{"url": tls_up.url("tls"), "ca_file": cafile}]}))
+        reply = await server.query("secure.example.org", "A")
+        assert rrset_texts(reply, "A") == ["192.0.2.53"]
+        reply = await server.query("missing.example.org", "A")
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        await server.query("secure.example.org", "AAAA")
+        assert tls_up.count(transport="tls") == 3
+        assert tls_up.connections["tls"] == 1, "queries share one TLS connection"
+
+
+async def test_tls_upstream_with_an_untrusted_certificate_is_not_used(
+        start_server: StartServer, tmp_path: Path) -> None:
+    server_ctx, _cafile = make_tls(trustme.CA(), directory=tmp_path)
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    async with FakeUpstream(tls_context=server_ctx) as tls_up:
+        server = await start_server(config=base_config(
+            [], upstreams={"servers": [{"url": tls_up.url("tls"), "ca_file": str(other_ca)}]}))
+        reply = await server.query("example.org", "A")
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert tls_up.count() == 0
+
+
+async def test_ipv6_listener(start_server: StartServer, upstream: FakeUpstream) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = await start_server(server={"listen": ["[::1]:0"]})
+    except Exception as exc:  # noqa: BLE001 - a machine without ::1
+        pytest.skip(f"cannot bind ::1: {exc}")
+    for tcp in (False, True):
+        reply = await server.query("example.org", "A", tcp=tcp)
+        assert rrset_texts(reply, "A") == ["192.0.2.1"]

@@ -142,7 +142,7 @@ class App:
         while True:
             try:
                 await self.refresh_lists()
-            except Exception:  # noqa: BLE001 - a list refresh must never stop DNS
+            except Exception:
                 log.exception("list refresh failed")
             await asyncio.sleep(300)
 

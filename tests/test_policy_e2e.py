@@ -14,7 +14,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import FakeClock, Running, StartServer, base_config, rrset_texts
+from tests.conftest import FakeClock, Running, StartServer, rrset_texts
 from tests.upstream import FakeUpstream
 
 ANNA = "127.0.0.2"   # 8 years old: strict YouTube, social blocked, gaming allowed
@@ -27,7 +27,7 @@ TODAY = dt.date(2026, 11, 22)
 def at(hour: int, minute: int = 0, day: dt.date = TODAY) -> float:
     """Epoch seconds for a wall-clock time in the household zone (UTC in these tests)."""
     return dt.datetime(day.year, day.month, day.day, hour, minute,
-                       tzinfo=dt.timezone.utc).timestamp()
+                       tzinfo=dt.UTC).timestamp()
 
 
 PROFILES = [

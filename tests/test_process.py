@@ -83,7 +83,7 @@ async def test_serve_with_a_bad_config_exits_1_naming_the_key(tmp_path: Path) ->
     bad = tmp_path / "bad.yaml"
     bad.write_text("upstreams: ['htp://1.2.3.4']\n")
     proc = await start_process("serve", "--config", str(bad), data_dir=tmp_path)
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1
     assert "upstreams[0]: unknown scheme 'htp'" in err.decode()
 

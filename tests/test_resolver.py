@@ -283,7 +283,7 @@ async def test_malformed_packets_get_formerr_or_silence(start_server: StartServe
     await loop.sock_sendall(sock, packet)
     try:
         data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.3)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         data = None
     sock.close()
     if answer is None:

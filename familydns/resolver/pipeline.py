@@ -155,7 +155,7 @@ class Resolver:
                                                self.config.cache.stale_after)
             else:
                 entry = await fetch
-        except (UpstreamError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, UpstreamError) as exc:
             now = self.clock()
             if stale is not None and self.config.cache.serve_stale:
                 return self._answer(query, client, stale, now, start, limit, "stale", True)

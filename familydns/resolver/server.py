@@ -64,7 +64,7 @@ class UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
             result = self.handler.handle(data, addr[0], "udp")
-        except Exception:  # noqa: BLE001 - the server must outlive any bug
+        except Exception:
             log.exception("internal error handling a UDP query")
             return
         if result is None:
@@ -138,7 +138,7 @@ class TcpListener:
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 task.add_done_callback(lambda t: self._write_task(writer, t))
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             if pending:

@@ -111,7 +111,7 @@ class StreamConnection:
                     ),
                     self.connect_timeout,
                 )
-            except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
                 raise UpstreamError(f"cannot connect: {exc or type(exc).__name__}") from None
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_loop(reader, writer))
@@ -287,7 +287,7 @@ class UpstreamPool:
         try:
             transport.sendto(make(qid))
             return await asyncio.wait_for(proto.future, self.config.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"timeout after {self.config.timeout:g} s") from None
         finally:
             transport.close()
@@ -303,7 +303,7 @@ class UpstreamPool:
                                          up.config.server_name, self.config.timeout)
         try:
             return await up.stream.exchange(question, make, self.config.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"timeout after {self.config.timeout:g} s") from None
 
     async def close(self) -> None:

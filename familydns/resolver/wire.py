@@ -209,6 +209,7 @@ def decode_ecs(value: bytes) -> str | None:
         return None
     family, source_prefix = struct.unpack_from("!HB", value, 0)
     addr = value[4:]
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
     try:
         if family == 1 and source_prefix <= 32 and len(addr) <= 4:
             net = ipaddress.IPv4Network((addr.ljust(4, b"\0"), source_prefix), strict=False)

@@ -1,0 +1,264 @@
+"""Specification of the compact matcher, checked against a naive reference implementation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from familydns.blocklists.formats import ParsedRule, RuleKind, parse_list
+from familydns.blocklists.matcher import Hit, Matcher, MatcherBuilder, domain_hash
+from familydns.blocklists.regexes import RegexError
+
+UT1 = Path("/work/shared/data/ut1")
+S, E, R = RuleKind.SUBTREE, RuleKind.EXACT, RuleKind.REGEX
+
+
+def rule(
+    pattern: str,
+    kind: RuleKind = S,
+    exception: bool = False,
+    important: bool = False,
+    line: int = 1,
+) -> ParsedRule:
+    return ParsedRule(pattern, kind, exception, important, line)
+
+
+Entry = tuple[ParsedRule, str, str]  # rule, category, source
+
+
+def build(entries: list[Entry]) -> Matcher:
+    builder = MatcherBuilder()
+    for parsed, category, source in entries:
+        builder.add([parsed], category, source)
+    return builder.build()
+
+
+def reference_match(entries: list[Entry], name: str) -> tuple[Hit, ...]:
+    """The contract of Matcher.match, written the slow and obvious way."""
+    name = name.rstrip(".").lower()
+    best: dict[tuple[str, bool], tuple[tuple[bool, bool, int, bool], int, Hit]] = {}
+    for order, (parsed, category, source) in enumerate(entries):
+        pattern = parsed.pattern
+        if parsed.kind is R:
+            if not name or not re.search(pattern, name, re.IGNORECASE | re.ASCII):
+                continue
+            rank = (parsed.important, False, 0, False)
+        elif parsed.kind is E:
+            if name != pattern:
+                continue
+            rank = (parsed.important, True, len(pattern), True)
+        else:
+            if name != pattern and not name.endswith("." + pattern):
+                continue
+            rank = (parsed.important, True, len(pattern), False)
+        hit = Hit(
+            category, pattern, parsed.kind, parsed.exception, parsed.important, source, parsed.line
+        )
+        key = (category, parsed.exception)
+        current = best.get(key)
+        if current is None or (rank, -order) > (current[0], -current[1]):
+            best[key] = (rank, order, hit)
+    return tuple(sorted((h for _, _, h in best.values()), key=lambda h: (h.category, h.exception)))
+
+
+def brief(hits: tuple[Hit, ...]) -> list[tuple[str, str, str, str]]:
+    """(category, domain, kind letter, flags) per hit."""
+    return [
+        (
+            h.category,
+            h.domain,
+            h.kind.value[0].upper(),
+            ("@" if h.exception else "") + ("!" if h.important else ""),
+        )
+        for h in hits
+    ]
+
+
+ENTRIES: list[Entry] = [
+    (rule("example.com", line=1), "adult", "list-a"),
+    (rule("www.example.com", E, line=2), "adult", "list-a"),
+    (rule("deep.www.example.com", line=3), "adult", "list-b"),
+    (rule("example.com", E, line=4), "gambling", "list-c"),
+    (rule("safe.example.com", exception=True, line=5), "adult", "list-a"),
+    (rule("broad.net", important=True, line=6), "ads_tracking", "list-d"),
+    (rule("narrow.broad.net", line=7), "ads_tracking", "list-d"),
+    (rule("^ads?\\.", R, line=8), "ads_tracking", "list-d"),
+    (rule("example.org", line=9), "social", "list-e"),
+    (rule("^www\\.example\\.org$", R, line=10), "social", "list-e"),
+    (rule("tie.com", S, line=11), "shopping", "list-f"),
+    (rule("tie.com", E, line=12), "shopping", "list-f"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("example.com", [("adult", "example.com", "S", ""), ("gambling", "example.com", "E", "")]),
+        ("www.example.com", [("adult", "www.example.com", "E", "")]),
+        ("a.www.example.com", [("adult", "example.com", "S", "")]),
+        ("x.deep.www.example.com", [("adult", "deep.www.example.com", "S", "")]),
+        ("sub.example.com", [("adult", "example.com", "S", "")]),
+        (
+            "safe.example.com",
+            [("adult", "example.com", "S", ""), ("adult", "safe.example.com", "S", "@")],
+        ),
+        ("WWW.Example.COM.", [("adult", "www.example.com", "E", "")]),
+        ("thisexample.com", []),
+        ("example.com.evil.net", []),
+        ("com", []),
+        ("", []),
+        ("x.narrow.broad.net", [("ads_tracking", "broad.net", "S", "!")]),
+        ("ads.unlisted.net", [("ads_tracking", "^ads?\\.", "R", "")]),
+        ("ad.narrow.broad.net", [("ads_tracking", "broad.net", "S", "!")]),
+        ("www.example.org", [("social", "example.org", "S", "")]),
+        ("tie.com", [("shopping", "tie.com", "E", "")]),
+        ("www.tie.com", [("shopping", "tie.com", "S", "")]),
+    ],
+)
+def test_match_ranks_hits_per_category_and_exception(
+    name: str, expected: list[tuple[str, str, str, str]]
+) -> None:
+    assert brief(build(ENTRIES).match(name)) == expected
+
+
+def test_hit_names_the_source_and_line() -> None:
+    (hit,) = build(ENTRIES).match("x.deep.www.example.com")
+    assert (hit.source, hit.line) == ("list-b", 3)
+
+
+def test_same_domain_in_several_lists_keeps_the_first_per_category() -> None:
+    matcher = build(
+        [
+            (rule("dup.com", line=10), "adult", "first"),
+            (rule("dup.com", line=20), "adult", "second"),
+            (rule("dup.com", line=30), "gambling", "third"),
+        ]
+    )
+    assert [(h.category, h.source) for h in matcher.match("www.dup.com")] == [
+        ("adult", "first"),
+        ("gambling", "third"),
+    ]
+
+
+def test_single_label_rules_are_looked_up_when_present() -> None:
+    matcher = build([(rule("zip", line=1), "malware", "tld")])
+    assert brief(matcher.match("files.example.zip")) == [("malware", "zip", "S", "")]
+
+
+def test_introspection() -> None:
+    matcher = build(ENTRIES)
+    assert len(matcher) == 10
+    assert matcher.categories() == {"adult", "gambling", "ads_tracking", "social", "shopping"}
+    assert matcher.rule_count("list-d") == 3
+    assert matcher.rule_count("unknown") == 0
+
+
+def test_empty_matcher_matches_nothing() -> None:
+    matcher = Matcher.empty()
+    assert (len(matcher), matcher.categories(), matcher.match("example.com")) == (0, set(), ())
+    assert MatcherBuilder().build().match("example.com") == ()
+
+
+def test_build_empties_the_builder() -> None:
+    builder = MatcherBuilder()
+    builder.add([rule("a.com")], "adult", "s")
+    assert len(builder.build()) == 1
+    assert len(builder.build()) == 0
+
+
+def test_a_failing_source_is_rolled_back_entirely() -> None:
+    builder = MatcherBuilder()
+    builder.add([rule("kept.com")], "adult", "good")
+
+    def broken() -> Iterator[ParsedRule]:
+        yield rule("half.com")
+        yield rule("^ads\\.", R)
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError):
+        builder.add(broken(), "adult", "bad")
+    with pytest.raises(RegexError):
+        builder.add([rule("other.com"), rule("(a+)+", R)], "adult", "bad-regex")
+    matcher = builder.build()
+    assert len(matcher) == 1
+    assert matcher.match("ads.half.com") == ()
+    assert matcher.match("other.com") == ()
+    assert (matcher.rule_count("good"), matcher.rule_count("bad")) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("example.com", 7360799068904473875), ("com", 1263899141418223392)],
+)
+def test_domain_hash_is_stable_across_processes(name: str, value: int) -> None:
+    assert domain_hash(name) == value
+
+
+def test_memory_is_about_sixteen_bytes_per_domain() -> None:
+    builder = MatcherBuilder()
+    builder.add((rule(f"host{i}.example{i % 7}.com") for i in range(20_000)), "adult", "s")
+    matcher = builder.build()
+    assert 16 <= matcher.memory_bytes() / len(matcher) <= 17
+    assert matcher.match(f"a.host19999.example{19999 % 7}.com")
+
+
+LABELS = ["a", "b", "ab", "x-y", "com", "net"]
+domain_names = st.lists(st.sampled_from(LABELS), min_size=1, max_size=4).map(".".join)
+REGEXES = ["^a\\.", "b$", "x-y", "^ab\\.com$"]
+rules_strategy = st.tuples(
+    st.one_of(
+        st.builds(
+            rule,
+            domain_names,
+            st.sampled_from([S, E]),
+            st.booleans(),
+            st.booleans(),
+            st.integers(1, 99),
+        ),
+        st.builds(
+            rule,
+            st.sampled_from(REGEXES),
+            st.just(R),
+            st.booleans(),
+            st.booleans(),
+            st.integers(1, 99),
+        ),
+    ),
+    st.sampled_from(["adult", "gambling", "social"]),
+    st.sampled_from(["s1", "s2"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    entries=st.lists(rules_strategy, max_size=25),
+    queries=st.lists(domain_names, min_size=1, max_size=10),
+)
+def test_matches_the_reference_implementation(entries: list[Entry], queries: list[str]) -> None:
+    matcher = build(entries)
+    for name in queries:
+        for variant in (name, name.upper() + "."):
+            assert matcher.match(variant) == reference_match(entries, variant)
+
+
+@pytest.mark.parametrize("category", ["gambling", "dating", "doh"])
+def test_ut1_list_entries_and_their_subdomains_match(category: str) -> None:
+    path = UT1 / category / "domains"
+    if not path.exists():
+        pytest.skip("UT1 sample data not available")
+    result = parse_list(path.read_text(encoding="utf-8"), "domains", f"ut1-{category}")
+    builder = MatcherBuilder()
+    builder.add(result.rules, category, f"ut1-{category}")
+    matcher = builder.build()
+    assert len(matcher) == len(result.rules)
+    for parsed in result.rules[:: max(1, len(result.rules) // 200)]:
+        (hit,) = matcher.match(parsed.pattern)
+        assert (hit.category, hit.domain, hit.line) == (category, parsed.pattern, parsed.line)
+        (sub,) = matcher.match("deep.www." + parsed.pattern)
+        assert sub.category == category
+        assert all(h.domain != parsed.pattern for h in matcher.match("zz" + parsed.pattern))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import signal
@@ -18,18 +19,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from familydns.blocklists.sources import ListLoader, starter_sources
+from familydns.blocklists.matcher import Matcher
+from familydns.blocklists.sources import ListLoader, ListStatus, starter_sources
 from familydns.config import Config, ListSourceConfig, parse_listen
 from familydns.errors import ConfigError, FamilyDNSError
 from familydns.metrics import Metrics
 from familydns.profiles.decide import decide, decide_chain
-from familydns.profiles.model import NO_OVERRIDES, Decision, Overrides, PolicySnapshot
+from familydns.profiles.model import NO_OVERRIDES, Decision, PolicySnapshot
 from familydns.profiles.snapshot import build_snapshot
 from familydns.resolver.cache import Cache
 from familydns.resolver.identity import ClientIdentity
-from familydns.resolver.pipeline import DecisionSink, Resolver
+from familydns.resolver.pipeline import Resolver
 from familydns.resolver.server import Inflight, TcpListener, UdpListener
 from familydns.resolver.upstream import UpstreamPool
+from familydns.store import LogEvent, LogWriter, Store, StoreState
 
 log = logging.getLogger("familydns")
 
@@ -74,17 +77,22 @@ class App:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        overrides: Callable[[], Overrides] | None = None,
-        on_decision: DecisionSink | None = None,
+        use_store: bool = True,
+        store_poll: float = 1.0,
     ) -> None:
         self.load_config = load_config
         self.data_dir = data_dir
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.overrides = overrides or (lambda: NO_OVERRIDES)
-        self.on_decision = on_decision
+        self.use_store = use_store
+        self.store_poll = store_poll
         self.config = load_config()
         self.loader = ListLoader(data_dir)
+        self.matcher: Matcher = Matcher.empty()
+        self.list_statuses: tuple[ListStatus, ...] = ()
+        self.store: Store | None = None
+        self.log_writer: LogWriter | None = None
+        self._store_version: int | None = None
         self.policy: SnapshotPolicy | None = None
         self.resolver: Resolver | None = None
         self.pool: UpstreamPool | None = None
@@ -96,11 +104,16 @@ class App:
         self._metrics_server: Any = None
         self._reload_lock = asyncio.Lock()
         self._background: list[asyncio.Task[None]] = []
+        self._log_task: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- policy
 
-    def build_policy(self, config: Config) -> PolicySnapshot:
-        """Load every list (disk copies and shipped lists, no network) and build a snapshot."""
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "familydns.db"
+
+    def load_lists(self, config: Config) -> Matcher:
+        """Every list from its disk copy or the package (no network): the slow part."""
         result = self.loader.load(all_sources(config))
         for status in result.statuses:
             if status.last_error:
@@ -109,28 +122,89 @@ class App:
                 log.info("list %s: %d bad lines skipped", status.name, status.bad_lines)
         self.list_statuses = result.statuses
         self.metrics.list_entries.set(len(result.matcher))
+        return result.matcher
+
+    def compile(self, config: Config, matcher: Matcher,
+                state: StoreState | None) -> PolicySnapshot:
+        """Config profiles plus the store's, compiled into one snapshot (fast, pure)."""
+        overrides = NO_OVERRIDES
+        if state is not None:
+            clash = sorted({p.name for p in config.profiles} & {p.name for p in state.profiles})
+            if clash:
+                raise ConfigError(f"profile {clash[0]!r} is defined both in the config file "
+                                  "and in the database; rename or remove one")
+            config = dataclasses.replace(config, profiles=config.profiles + state.profiles)
+            overrides = state.overrides
         today = dt.datetime.fromtimestamp(self.clock()).date()
-        return build_snapshot(config, result.matcher, self.overrides(), reference_date=today)
+        return build_snapshot(config, matcher, overrides, reference_date=today,
+                              version=state.version if state else 0, built_at=self.clock())
+
+    async def _store_state(self, config: Config) -> StoreState | None:
+        if self.store is None:
+            return None
+        state = await self.store.load(config.household.name, self.clock())
+        self._store_version = state.version
+        return state
+
+    def _swap(self, snapshot: PolicySnapshot) -> None:
+        assert self.policy is not None
+        self.policy.snapshot = snapshot
 
     async def reload(self) -> bool:
         """Re-read config and lists, swap the snapshot; on any error keep the old one."""
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(self.load_config)
-                snapshot = await asyncio.to_thread(self.build_policy, config)
+                matcher = await asyncio.to_thread(self.load_lists, config)
+                snapshot = self.compile(config, matcher, await self._store_state(config))
             except FamilyDNSError as exc:
                 self.metrics.reloads.labels("error").inc()
                 log.error("reload failed, keeping the previous policy: %s", exc)
                 return False
             if config.server.listen != self.config.server.listen:
                 log.warning("listen addresses changed: restart familydns to apply them")
-            assert self.policy is not None and self.resolver is not None
-            self.policy.snapshot = snapshot
+            self._swap(snapshot)
+            self.matcher = matcher
             self.config = config
+            assert self.resolver is not None
             self.resolver.config = config
             self.metrics.reloads.labels("ok").inc()
             log.info("policy reloaded")
             return True
+
+    async def store_changed(self) -> bool:
+        """Rebuild the snapshot from the store's new state (lists are kept as they are)."""
+        async with self._reload_lock:
+            try:
+                snapshot = self.compile(self.config, self.matcher,
+                                        await self._store_state(self.config))
+            except FamilyDNSError as exc:
+                self.metrics.reloads.labels("error").inc()
+                log.error("profile change not applied, keeping the previous policy: %s", exc)
+                return False
+            self._swap(snapshot)
+            self.metrics.reloads.labels("ok").inc()
+            log.info("profiles changed: policy updated")
+            return True
+
+    async def _watch_store(self) -> None:
+        """Poll the store's version so CLI changes apply within about a second."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.store_poll)
+            try:
+                version = await self.store.version(self.config.household.name)
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must never stop DNS
+                log.warning("cannot read the profile store: %s", exc)
+                continue
+            if version != self._store_version:
+                await self.store_changed()
+
+    def _log_decision(self, now: float, client: ClientIdentity, qname: str, qtype: int,
+                      decision: Decision) -> None:
+        assert self.log_writer is not None
+        self.log_writer.record(LogEvent.from_decision(
+            decision, client, qname, qtype, now, self.config.household.name))
 
     async def refresh_lists(self, force: bool = False) -> None:
         """Download URL sources that are due, then reload if anything changed."""
@@ -151,12 +225,30 @@ class App:
     async def start(self) -> None:
         config = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.policy = SnapshotPolicy(self.build_policy(config))
+        self.matcher = await asyncio.to_thread(self.load_lists, config)
+        state: StoreState | None = None
+        if self.use_store:
+            self.store = await Store.open(self.db_path, clock=self.clock)
+            self.log_writer = LogWriter(
+                self.store, retention_days=config.log.retention_days, clock=self.clock,
+                on_drop=self.metrics.log_dropped.inc)
+            self._log_task = asyncio.create_task(self.log_writer.run())
+            state = await self._store_state(config)
+        try:
+            snapshot = self.compile(config, self.matcher, state)
+        except ConfigError as exc:
+            if state is None:
+                raise
+            log.error("profiles in the database cannot be used (%s); until this is fixed "
+                      "their devices get the default profile", exc)
+            snapshot = self.compile(config, self.matcher, None)
+        self.policy = SnapshotPolicy(snapshot)
         cache = Cache(config.cache, on_evict=self.metrics.cache_evictions.inc)
         self.metrics.track_cache_size(cache.__len__)
         self.pool = UpstreamPool(config.upstreams, self.metrics)
-        self.resolver = Resolver(config, self.pool, cache, self.policy, self.metrics,
-                                 clock=self.clock, on_decision=self.on_decision)
+        self.resolver = Resolver(
+            config, self.pool, cache, self.policy, self.metrics, clock=self.clock,
+            on_decision=self._log_decision if self.log_writer is not None else None)
         server_metrics = _ServerMetrics(self.metrics)
         self._inflight = Inflight(config.server.max_inflight)
         self._tcp = TcpListener(self.resolver, self._inflight, server_metrics,
@@ -178,6 +270,8 @@ class App:
                           exc.strerror or exc)
         if any(s.url for s in all_sources(config)):
             self._background.append(asyncio.create_task(self._refresh_forever()))
+        if self.store is not None:
+            self._background.append(asyncio.create_task(self._watch_store()))
         log.info("familydns answering on %s", ", ".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses))
 
@@ -206,7 +300,8 @@ class App:
             return
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight queries finish (bounded), then close."""
+        """Stop accepting, let in-flight queries finish (bounded), flush the log, close."""
+        log_writer, self.log_writer = self.log_writer, None
         for task in self._background:
             task.cancel()
         for server in self._tcp_servers:
@@ -225,6 +320,11 @@ class App:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
+        if log_writer is not None:
+            await log_writer.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
         self._udp.clear()
         self._tcp_servers.clear()
 

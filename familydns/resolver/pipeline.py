@@ -99,6 +99,8 @@ class Resolver:
             if self.on_decision is not None and self.config.log.log_allowed:
                 self._report(now, client, query, decision)
             return self._rewrite(query, decision, start, limit)
+        if self.on_decision is not None and self.config.log.log_allowed:
+            self.on_decision(now, client, query.qname, query.qtype, decision)
         entry = self.cache.get(query.key, now)
         if entry is not None and entry.fresh(now):
             self.metrics.cache_hits.inc()

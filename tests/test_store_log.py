@@ -1,0 +1,270 @@
+"""The blocked-lookup log: never blocks the caller, stays bounded, answers the parent."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from familydns.profiles.model import Action, Decision
+from familydns.resolver.identity import ClientIdentity
+from familydns.store import LogEvent, LogWriter, Store, query_log, report
+from familydns.store import connection as connection_module
+from familydns.store import log as log_module
+
+NOW = 1_790_000_000.0  # Monday 2026-09-21 14:13:20 UTC
+DAY = 86_400.0
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "familydns.db", clock=clock)
+    yield s
+    await s.close()
+
+
+def event(qname: str = "bet365.com", *, ts: float = NOW, profile: str = "alice",
+          household: str = "home", category: str | None = "gambling",
+          action: str = "block") -> LogEvent:
+    return LogEvent(ts=ts, household=household, device="192.168.1.20", profile=profile,
+                    qname=qname, qtype=1, action=action, category=category,
+                    rule=qname, source="starter", reason="gambling is blocked")
+
+
+def count(store: Store) -> int:
+    with sqlite3.connect(store.path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM blocked_log").fetchone()[0])
+
+
+async def write(store: Store, *events: LogEvent, **options: object) -> LogWriter:
+    writer = LogWriter(store, clock=store.clock, **options)  # type: ignore[arg-type]
+    for e in events:
+        assert writer.record(e)
+    await writer.flush()
+    return writer
+
+
+# ------------------------------------------------------------------ writer
+
+
+async def test_record_only_queues_and_run_writes_the_batch(store: Store) -> None:
+    writer = LogWriter(store, batch_interval=0.02, clock=store.clock)
+    task = asyncio.create_task(writer.run())
+    try:
+        for i in range(3):
+            writer.record(event(f"site{i}.example"))
+        assert count(store) == 0 and writer.pending == 3
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if count(store) == 3:
+                break
+        assert count(store) == 3 and writer.pending == 0
+    finally:
+        await writer.close()
+        await task
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_interval(store: Store) -> None:
+    writer = LogWriter(store, batch_interval=60, batch_size=5, clock=store.clock)
+    task = asyncio.create_task(writer.run())
+    try:
+        await asyncio.sleep(0.05)
+        for i in range(5):
+            writer.record(event(f"site{i}.example"))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if count(store) == 5:
+                break
+        assert count(store) == 5
+    finally:
+        await writer.close()
+        await task
+
+
+async def test_a_full_queue_drops_and_counts_instead_of_waiting(store: Store) -> None:
+    drops: list[int] = []
+    writer = LogWriter(store, queue_size=3, on_drop=drops.append, clock=store.clock)
+    accepted = [writer.record(event(f"site{i}.example")) for i in range(5)]
+    assert accepted == [True, True, True, False, False]
+    assert (writer.dropped, drops) == (2, [1, 1])
+    await writer.close()
+    assert count(store) == 3
+
+
+async def test_close_writes_what_is_queued_and_later_events_are_dropped(store: Store) -> None:
+    writer = LogWriter(store, batch_interval=60, clock=store.clock)
+    task = asyncio.create_task(writer.run())
+    writer.record(event())
+    await writer.close()
+    await task
+    assert count(store) == 1
+    assert writer.record(event()) is False and writer.dropped == 1
+
+
+async def test_a_locked_database_costs_the_batch_never_the_caller(
+    store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(connection_module, "BUSY_TIMEOUT_MS", 50)
+    drops: list[int] = []
+    writer = LogWriter(store, on_drop=drops.append, clock=clock)
+    await writer.flush()  # opens the writer's connection
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="familydns.store.log"):
+            for _ in range(4):
+                writer.record(event())
+                writer.record(event())
+                started = time.monotonic()
+                assert await writer.flush() == 0
+                assert time.monotonic() - started < 2
+                clock.now += 25
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (writer.dropped, drops) == (8, [2, 2, 2, 2])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2  # at 0 s and at 75 s: at most one a minute
+    assert "locked" in warnings[0] and "6 log rows dropped" in warnings[1]
+    writer.record(event())
+    assert await writer.flush() == 1
+    await writer.close()
+
+
+async def test_an_unopenable_database_drops_and_counts(tmp_path: Path, clock: Clock) -> None:
+    writer = LogWriter(tmp_path, clock=clock)  # a directory, not a database file
+    writer.record(event())
+    assert await writer.flush() == 0
+    assert writer.dropped == 1
+    await writer.close()
+
+
+def test_an_event_is_made_from_a_decision() -> None:
+    decision = Decision(Action.BLOCK, "alice", "gambling is blocked for 10-12",
+                        category="gambling", rule="bet365.com", source="starter")
+    client = ClientIdentity("192.168.1.20", mac="aa:bb:cc:dd:ee:01")
+    assert LogEvent.from_decision(decision, client, "www.bet365.com", 28, NOW) == LogEvent(
+        NOW, "home", "aa:bb:cc:dd:ee:01", "alice", "www.bet365.com", 28, "block",
+        "gambling", "bet365.com", "starter", "gambling is blocked for 10-12",
+    )
+
+
+# ------------------------------------------------------------------ retention
+
+
+async def test_prune_deletes_rows_past_retention(store: Store, monkeypatch: pytest.MonkeyPatch,
+                                                 clock: Clock) -> None:
+    monkeypatch.setattr(log_module, "PRUNE_CHUNK", 2)
+    ages = [0, 1, 29, 30.5, 31, 40, 365]
+    writer = await write(store, *(event(ts=NOW - a * DAY) for a in ages))
+    assert await writer.prune(NOW) == 4
+    kept = await query_log(store)
+    assert sorted(round((NOW - e.ts) / DAY, 1) for e in kept) == [0, 1, 29]
+    await writer.close()
+
+
+async def test_the_row_cap_removes_a_households_oldest_rows_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "PRUNE_CHUNK", 2)
+    chatty = [event(f"t{i}.example", ts=NOW - i) for i in range(8)]
+    quiet = [event("x.example", ts=NOW - 100, household="smiths")]
+    writer = await write(store, *chatty, *quiet, max_rows=3)
+    assert await writer.prune(NOW) == 5
+    assert [e.qname for e in await query_log(store)] == ["t0.example", "t1.example",
+                                                         "t2.example"]
+    assert len(await query_log(store, "smiths")) == 1
+    await writer.close()
+
+
+async def test_run_prunes_when_it_starts(store: Store) -> None:
+    writer = await write(store, event(ts=NOW - 90 * DAY), event())
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0.05)
+    await writer.close()
+    await task
+    assert count(store) == 1
+
+
+# ------------------------------------------------------------------ queries
+
+
+async def test_each_household_sees_only_its_own_log(store: Store) -> None:
+    await write(store, event("home.example"), event("smith.example", household="smiths"))
+    assert [e.qname for e in await query_log(store)] == ["home.example"]
+    assert [e.qname for e in await query_log(store, "smiths")] == ["smith.example"]
+    assert await query_log(store, "nobody") == ()
+    reports = await report(store, "smiths", since=NOW - DAY, until=NOW + 1)
+    assert [(r.profile, r.total, r.top_domains) for r in reports] == [
+        ("alice", 1, (("smith.example", 1),))]
+
+
+async def test_query_log_filters_newest_first(store: Store) -> None:
+    await write(
+        store,
+        event("a.example", ts=NOW - 3 * DAY),
+        event("b.example", ts=NOW - 60, category="adult"),
+        event("c.example", ts=NOW - 30, profile="ben"),
+        event("d.example", ts=NOW - 10),
+        event("e.example", ts=NOW, action="allow", category=None),
+    )
+    names = [e.qname for e in await query_log(store)]
+    assert names == ["e.example", "d.example", "c.example", "b.example", "a.example"]
+    assert [e.qname for e in await query_log(store, profile="ben")] == ["c.example"]
+    recent = await query_log(store, profile="alice", since=NOW - DAY, category="gambling")
+    assert [e.qname for e in recent] == ["d.example"]
+    assert [e.qname for e in await query_log(store, action="block", limit=2)] \
+        == ["d.example", "c.example"]
+    first = (await query_log(store, limit=1))[0]
+    assert first == event("e.example", ts=NOW, action="allow", category=None)
+
+
+async def test_report_counts_categories_top_domains_and_local_hours(store: Store) -> None:
+    kolkata = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    midnight = dt.datetime(2026, 9, 21, tzinfo=kolkata).timestamp()
+    events = (
+        [event("bet365.com", ts=midnight + 8 * 3600 + 60)] * 5
+        + [event("pokerstars.com", ts=midnight + 8 * 3600 + 59 * 60)] * 3
+        + [event(f"site{i}.example", ts=midnight + 21 * 3600 + 1800, category="adult")
+           for i in range(12)]
+        + [event("tiktok.com", ts=midnight + 23 * 3600 + 3599, category=None)]
+        + [event("ben.example", profile="ben", ts=midnight)]
+        + [event("allowed.example", ts=midnight, action="allow")]
+        + [event("old.example", ts=midnight - 1)]
+    )
+    await write(store, *events)
+
+    alice, ben = await report(store, since=midnight, until=midnight + DAY, tz=kolkata)
+
+    assert alice.profile == "alice" and alice.total == 21
+    assert alice.by_category == (("adult", 12), ("gambling", 8), ("none", 1))
+    assert alice.top_domains[:2] == (("bet365.com", 5), ("pokerstars.com", 3))
+    assert len(alice.top_domains) == 10
+    assert alice.top_domains[2:] == tuple((f"site{i}.example", 1)
+                                          for i in sorted(range(12), key=str)[:8])
+    by_hour = dict(enumerate(alice.by_hour))
+    assert {h: n for h, n in by_hour.items() if n} == {8: 8, 21: 12, 23: 1}
+    assert (ben.total, ben.by_hour[0]) == (1, 1)
+    only_ben = await report(store, since=midnight, until=midnight + DAY, tz=kolkata,
+                            profile="ben")
+    assert [r.profile for r in only_ben] == ["ben"]

@@ -78,7 +78,7 @@ class App:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         use_store: bool = True,
-        store_poll: float = 1.0,
+        store_poll: float = 0.5,
     ) -> None:
         self.load_config = load_config
         self.data_dir = data_dir

@@ -26,6 +26,14 @@ from familydns.errors import ConfigError
 DEFAULT_LISTEN = ("127.0.0.1:5300",)
 DEFAULT_UPSTREAMS = ("udp://9.9.9.9:53", "udp://1.1.1.1:53")
 DEFAULT_METRICS = "127.0.0.1:9153"
+DEFAULT_ALLOW_FROM = (
+    "127.0.0.0/8", "::1/128",                                 # loopback
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",          # RFC 1918
+    "100.64.0.0/10",                                          # CGNAT (RFC 6598)
+    "169.254.0.0/16", "fe80::/10",                            # link-local
+    "fc00::/7",                                               # ULA
+)
+DEFAULT_LOCAL_DOMAINS = ("lan", "local", "home.arpa", "internal", "localdomain")
 UPSTREAM_SCHEMES = {"udp": 53, "tcp": 53, "tls": 853}
 
 
@@ -117,6 +125,15 @@ class ServerConfig:
     max_inflight: int = 2048
     shutdown_grace: float = 5.0
     max_udp_size: int = 1232
+    allow_from: tuple[str, ...] = DEFAULT_ALLOW_FROM
+    """Networks that may query; anyone else gets REFUSED and causes no upstream query."""
+    rate_limit: float = 100.0
+    """Queries per second per client address (token bucket); 0 switches it off."""
+    rate_limit_burst: float = 200.0
+    max_inflight_per_client: int = 100
+    """Upstream lookups one client may have waiting at once."""
+    user: str | None = None
+    """Drop root to this user after binding the listening ports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +216,8 @@ class ProfileConfig:
     youtube: str | None = None
     allowlist_only: bool = False
     bypass_protection: bool | None = None
+    rebinding_protection: bool | None = None
+    """Block public names answering with private addresses; None: on for minors."""
     block_answer: str = "nxdomain"
     schedules: tuple[ScheduleConfig, ...] = ()
 
@@ -209,6 +228,9 @@ class HouseholdConfig:
     timezone: str = "local"
     default_profile: str | None = None
     """Profile for unknown devices; when unset, a safe built-in baseline applies."""
+    local_domains: tuple[str, ...] = DEFAULT_LOCAL_DOMAINS
+    """Names under these may answer with private addresses (exempt from rebinding
+    protection): the router's own names, printers, the NAS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +412,15 @@ def _validate(cfg: Config, loader: _Loader, raw: dict[str, Any]) -> Config:
             fail(f"server.listen[{i}]", str(exc))
     if cfg.server.max_udp_size < 512 or cfg.server.max_udp_size > 4096:
         fail("server.max_udp_size", "must be between 512 and 4096 (1232 is recommended)")
-    for name in ("tcp_max_connections", "tcp_max_pipeline", "max_inflight"):
+    for i, net in enumerate(cfg.server.allow_from):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            fail(f"server.allow_from[{i}]", f"not a network: {net!r}")
+    if cfg.server.rate_limit < 0 or cfg.server.rate_limit_burst < 1:
+        fail("server.rate_limit", "must be >= 0 (0 = off), with rate_limit_burst >= 1")
+    for name in ("tcp_max_connections", "tcp_max_pipeline", "max_inflight",
+                 "max_inflight_per_client"):
         if getattr(cfg.server, name) < 1:
             fail(f"server.{name}", "must be at least 1")
     if cfg.upstreams.timeout <= 0:

@@ -149,6 +149,8 @@ class App:
     def _swap(self, snapshot: PolicySnapshot) -> None:
         assert self.policy is not None
         self.policy.snapshot = snapshot
+        if self.resolver is not None:
+            self.resolver.forget_answers()
 
     async def reload(self) -> bool:
         """Re-read config and lists, swap the snapshot; on any error keep the old one."""

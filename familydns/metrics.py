@@ -66,20 +66,31 @@ class Metrics:
                                    "Log rows dropped because the log queue was full",
                                    registry=r)
         self._query_children: dict[tuple[int, str], Counter] = {}
+        self._upstream_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
-    def query(self, qtype: int, result: str, seconds: float) -> None:
+    def query_child(self, qtype: int, result: str) -> Counter:
+        """The counter for (qtype, result), cached: the memoised path only increments."""
         child = self._query_children.get((qtype, result))
         if child is None:
             label = TYPE_NAMES.get(qtype, "other")
             child = self.queries.labels(label, result)
             self._query_children[(qtype, result)] = child
-        child.inc()
+        return child
+
+    def query(self, qtype: int, result: str, seconds: float) -> None:
+        self.query_child(qtype, result).inc()
         self.latency.observe(seconds)
 
     def upstream_result(self, upstream: str, result: str, seconds: float) -> None:
-        self.upstream_requests.labels(upstream, result).inc()
+        key = (upstream, result)
+        children = self._upstream_children.get(key)
+        if children is None:
+            children = self._upstream_children[key] = (
+                self.upstream_requests.labels(upstream, result),
+                self.upstream_latency.labels(upstream))
+        children[0].inc()
         if result == "ok":
-            self.upstream_latency.labels(upstream).observe(seconds)
+            children[1].observe(seconds)
 
     def upstream_rejected(self, upstream: str) -> None:
         self.upstream_rejected_replies.labels(upstream).inc()

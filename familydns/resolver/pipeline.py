@@ -49,6 +49,17 @@ class Upstreams(Protocol):
 
 DecisionSink = Callable[[float, ClientIdentity, str, int, Decision], None]
 
+MEMO_SECONDS = 1.0
+"""How long a finished UDP answer is reused for the same client and the same bytes.
+
+Within a second TTLs are still exact (they count whole seconds) and a schedule, pause or
+list change is felt at most a second late (a snapshot swap clears the memo at once)."""
+MEMO_MAX = 50_000
+_REUSED = {"answered": "cached", "nxdomain": "cached"}
+"""A reused upstream answer is counted as a cache hit."""
+# (valid until, answer bytes after the ID, its query counter, what to log on reuse)
+Memo = tuple[float, bytes, Any, "tuple[ClientIdentity, wire.Query, Decision] | None"]
+
 
 class Resolver:
     def __init__(
@@ -70,11 +81,27 @@ class Resolver:
         self.on_decision = on_decision
         self.max_udp = config.server.max_udp_size
         self._fetches: dict[bytes, asyncio.Task[Entry]] = {}
+        self.memo: dict[tuple[str, bytes], Memo] = {}
+        self.memo_max = MEMO_MAX
+        self._blocked_children: dict[tuple[str, str], Any] = {}
+
+    def forget_answers(self) -> None:
+        """Drop memoised answers: called when the policy snapshot is replaced."""
+        self.memo.clear()
 
     # ------------------------------------------------------------------ entry point
 
     def handle(self, data: bytes, address: str, transport: str
                ) -> bytes | None | Coroutine[Any, Any, bytes | None]:
+        if transport == "udp":
+            memo = self.memo.get((address, data[2:]))
+            if memo is not None:
+                now = self.clock()
+                if now < memo[0]:
+                    memo[2].inc()
+                    if memo[3] is not None:
+                        self._report(now, *memo[3])
+                    return data[:2] + memo[1]
         start = time.perf_counter()
         try:
             query = wire.parse_query(data)
@@ -94,17 +121,21 @@ class Resolver:
         action = decision.action
         if action is Action.BLOCK:
             self._report(now, client, query, decision)
-            return self._done(query, self._blocked(query, decision), "blocked", start, limit)
+            return self._done(query, self._blocked(query, decision), "blocked", start, limit,
+                              client, now + MEMO_SECONDS, decision)
         if action is Action.REWRITE:
             if self.on_decision is not None and self.config.log.log_allowed:
                 self._report(now, client, query, decision)
             return self._rewrite(query, decision, start, limit)
+        logged = None
         if self.on_decision is not None and self.config.log.log_allowed:
             self.on_decision(now, client, query.qname, query.qtype, decision)
+            logged = decision
         entry = self.cache.get(query.key, now)
         if entry is not None and entry.fresh(now):
             self.metrics.cache_hits.inc()
-            return self._answer(query, client, entry, now, start, limit, "cached")
+            return self._answer(query, client, entry, now, start, limit, "cached",
+                                logged=logged)
         self.metrics.cache_misses.inc()
         return self._resolve(query, client, entry, start, limit)
 
@@ -116,36 +147,55 @@ class Resolver:
         return min(query.edns.udp_size, self.max_udp)
 
     def _done(self, query: wire.Query, response: bytes, result: str, start: float,
-              limit: int) -> bytes:
+              limit: int, client: ClientIdentity | None = None, until: float = 0.0,
+              logged: Decision | None = None) -> bytes:
+        """Count the answer, fit it to the client, and memoise it for UDP when ``until``
+        says how long the very same bytes stay right."""
         self.metrics.query(query.qtype, result, time.perf_counter() - start)
-        return wire.truncate(response, limit)
+        response = wire.truncate(response, limit)
+        if until and client is not None and limit < 65535:
+            if len(self.memo) >= self.memo_max:
+                self.memo.clear()
+            log_args = None if logged is None else (client, query, logged)
+            self.memo[(client.address, query.raw[2:])] = (
+                until, response[2:], self.metrics.query_child(query.qtype, _REUSED.get(
+                    result, result)), log_args)
+        return response
 
     def _report(self, now: float, client: ClientIdentity, query: wire.Query,
                 decision: Decision) -> None:
         if decision.action is Action.BLOCK:
-            self.metrics.blocked.labels(decision.profile, decision.category or "policy").inc()
+            key = (decision.profile, decision.category or "policy")
+            child = self._blocked_children.get(key)
+            if child is None:
+                child = self._blocked_children[key] = self.metrics.blocked.labels(*key)
+            child.inc()
         if self.on_decision is not None:
             self.on_decision(now, client, query.qname, query.qtype, decision)
 
     # ------------------------------------------------------------------ allowed names
 
     def _answer(self, query: wire.Query, client: ClientIdentity, entry: Entry, now: float,
-                start: float, limit: int, result: str, stale: bool = False) -> bytes:
+                start: float, limit: int, result: str, stale: bool = False,
+                logged: Decision | None = None) -> bytes:
+        until = min(now + MEMO_SECONDS, entry.expires)
         if entry.cnames:
             blocked = self.policy.decide_chain(client, (query.qname, *entry.cnames),
                                                  query.qtype, now)
             if blocked is not None:
                 self._report(now, client, query, blocked)
                 return self._done(query, self._blocked(query, blocked), "blocked", start,
-                                  limit)
+                                  limit, client, until, blocked)
         if stale:
             self.metrics.cache_stale.inc()
             ede = wire.ede_option(wire.EDE_STALE, "served from cache: upstreams unreachable")
             response = render(entry, query, now, self.max_udp,
                               self.config.cache.stale_answer_ttl, ede)
+            until = 0.0
         else:
             response = render(entry, query, now, self.max_udp)
-        return self._done(query, response, result, start, limit)
+        return self._done(query, response, result, start, limit, client,
+                          until if until > now else 0.0, logged)
 
     async def _resolve(self, query: wire.Query, client: ClientIdentity, stale: Entry | None,
                        start: float, limit: int) -> bytes | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import ssl
 import struct
 import time
@@ -57,28 +58,118 @@ def _matches(data: bytes, qid: int, question: bytes) -> bool:
     )
 
 
-class _UdpReply(asyncio.DatagramProtocol):
-    def __init__(self, qid: int, question: bytes, on_reject: Callable[[], None]) -> None:
-        self.qid = qid
-        self.question = question
+class _Port:
+    """One connected UDP socket with the queries waiting on it, by ID."""
+
+    __slots__ = ("fd", "pending", "sock", "uses")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.uses = 0
+
+
+class UdpPorts:
+    """UDP sockets to one upstream, each carrying at most ``per_port`` queries.
+
+    A new socket means a new random source port from the kernel; a connected socket
+    makes the kernel drop datagrams from any other address. A fresh socket per query
+    costs about as much CPU as the rest of a cache miss (socket, connect, first send,
+    epoll registration), so a socket carries a few queries before it is replaced:
+    ``per_port = 1`` gives every query its own port. Replies must match a pending ID
+    and its question; everything else is counted and ignored.
+    """
+
+    def __init__(self, host: str, port: int, per_port: int,
+                 on_reject: Callable[[], None]) -> None:
+        self.address = (host, port)
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.per_port = max(1, per_port)
         self.on_reject = on_reject
-        self.future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.active: _Port | None = None
+        self.ports: dict[asyncio.Future[bytes], _Port] = {}
 
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        if self.future.done():
+    def _open(self) -> _Port:
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        port = _Port(sock)
+        asyncio.get_running_loop().add_reader(port.fd, self._readable, port)
+        return port
+
+    def send(self, question: bytes, make: Callable[[int], bytes]) -> asyncio.Future[bytes]:
+        port = self.active
+        if port is None or port.uses >= self.per_port:
+            if port is not None and not port.pending:
+                self._close(port)
+            try:
+                port = self.active = self._open()
+            except OSError as exc:
+                raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
+        qid = secrets.randbits(16)
+        while qid in port.pending:
+            qid = secrets.randbits(16)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        try:
+            port.sock.send(make(qid))
+        except OSError as exc:
+            raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
+        port.uses += 1
+        port.pending[qid] = (question, fut)
+        self.ports[fut] = port
+        return fut
+
+    def forget(self, fut: asyncio.Future[bytes]) -> None:
+        """The caller is done with ``fut`` (answered, timed out or cancelled)."""
+        port = self.ports.pop(fut, None)
+        if port is None:
             return
-        if _matches(data, self.qid, self.question):
-            self.future.set_result(data)
-        else:
-            self.on_reject()
+        for qid, (_q, f) in list(port.pending.items()):
+            if f is fut:
+                del port.pending[qid]
+        if not port.pending and port is not self.active:
+            self._close(port)
 
-    def error_received(self, exc: Exception) -> None:
-        if not self.future.done():
-            self.future.set_exception(UpstreamError(f"udp error: {exc}"))
+    def _readable(self, port: _Port) -> None:
+        while True:
+            try:
+                data = port.sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ICMP port unreachable arrives as ECONNREFUSED
+                error = UpstreamError(f"udp error: {exc.strerror or exc}")
+                for _q, fut in port.pending.values():
+                    if not fut.done():
+                        fut.set_exception(error)
+                return
+            if len(data) < 12:
+                self.on_reject()
+                continue
+            item = port.pending.get(_U16.unpack_from(data, 0)[0])
+            if item is not None and not item[1].done() and _matches(
+                    data, _U16.unpack_from(data, 0)[0], item[0]):
+                item[1].set_result(data)
+            else:
+                self.on_reject()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.future.done():
-            self.future.set_exception(UpstreamError("udp socket closed"))
+    def _close(self, port: _Port) -> None:
+        if port is self.active:
+            self.active = None
+        try:
+            asyncio.get_running_loop().remove_reader(port.fd)
+        except RuntimeError:
+            pass
+        port.sock.close()
+
+    def close(self) -> None:
+        for port in {*self.ports.values(), *([self.active] if self.active else [])}:
+            self._close(port)
+        self.ports.clear()
 
 
 class StreamConnection:
@@ -178,6 +269,7 @@ class Upstream:
     config: UpstreamConfig
     index: int
     stream: StreamConnection | None = None
+    udp: UdpPorts | None = None
     failures: int = 0
     down_until: float = 0.0
     last_error: str | None = None
@@ -275,22 +367,17 @@ class UpstreamPool:
             raise UpstreamError(f"malformed reply: {exc.reason}") from None
 
     async def _udp(self, up: Upstream, question: bytes, make: Callable[[int], bytes]) -> bytes:
-        loop = asyncio.get_running_loop()
-        qid = secrets.randbits(16)
+        if up.udp is None:
+            up.udp = UdpPorts(up.config.host, up.config.port, self.config.queries_per_port,
+                              lambda: self.metrics.upstream_rejected(up.name))
+        fut = up.udp.send(question, make)
+        timer = asyncio.get_running_loop().call_later(
+            self.config.timeout, _expire, fut, self.config.timeout)
         try:
-            transport, proto = await loop.create_datagram_endpoint(
-                lambda: _UdpReply(qid, question, lambda: self.metrics.upstream_rejected(up.name)),
-                remote_addr=(up.config.host, up.config.port),
-            )
-        except OSError as exc:
-            raise UpstreamError(f"cannot open udp socket: {exc}") from None
-        try:
-            transport.sendto(make(qid))
-            return await asyncio.wait_for(proto.future, self.config.timeout)
-        except TimeoutError:
-            raise UpstreamError(f"timeout after {self.config.timeout:g} s") from None
+            return await fut
         finally:
-            transport.close()
+            timer.cancel()
+            up.udp.forget(fut)
 
     async def _stream(self, up: Upstream, question: bytes,
                       make: Callable[[int], bytes]) -> bytes:
@@ -310,6 +397,13 @@ class UpstreamPool:
         for up in self.upstreams:
             if up.stream is not None:
                 await up.stream.close()
+            if up.udp is not None:
+                up.udp.close()
+
+
+def _expire(fut: asyncio.Future[bytes], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(UpstreamError(f"timeout after {timeout:g} s"))
 
 
 def wire_rcode_name(rcode: int) -> str:

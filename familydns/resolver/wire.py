@@ -73,6 +73,7 @@ class Query:
     question: bytes
     key: bytes
     edns: Edns | None
+    raw: bytes = b""
 
     @property
     def wants_dnssec(self) -> bool:
@@ -254,7 +255,7 @@ def parse_query(data: bytes) -> Query:
     key = data[12:off].lower() + data[off:qend] + bytes((flagbyte,))
     if edns is not None and edns.version != 0:
         raise WireError(f"EDNS version {edns.version}", qid, BADVERS)
-    return Query(qid, flags, qname, qtype, qclass, question, key, edns)
+    return Query(qid, flags, qname, qtype, qclass, question, key, edns, data)
 
 
 def _parse_additional(data: bytes, off: int, skip: int, count: int) -> Edns | None:

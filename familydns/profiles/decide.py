@@ -125,7 +125,8 @@ def decide(
                 "neither the kids allowlist nor the parent allow list",
                 source="allowlist-only mode", origin="allowlist-only mode",
             )
-    return _rewrite(q, qname) or Decision(Action.ALLOW, profile.name, _ALLOWED)
+    return _rewrite(q, qname) or Decision(Action.ALLOW, profile.name, _ALLOWED,
+                                          guard_private=_guards_private(q))
 
 
 def decide_chain(
@@ -252,7 +253,14 @@ def _allow(q: _Query, entry: str, until: float | None) -> Decision:
         reason = f"{entry} is on the parent allow list for {name}"
         source = "parent allow list"
     return Decision(Action.ALLOW, name, reason, rule=entry, source=source,
-                    origin="added by parent")
+                    origin="added by parent", guard_private=_guards_private(q))
+
+
+def _guards_private(q: _Query) -> bool:
+    """Rebinding protection: the profile's setting, else on wherever bypass protection
+    is on by age (every minor)."""
+    setting = q.profile.rebinding_protection
+    return setting if setting is not None else q.band.bypass_protection
 
 
 def _schedule_block(q: _Query, name: str) -> Decision | None:

@@ -100,6 +100,9 @@ class Decision:
     rewrite: Rewrite | None = None
     ttl: int = 10
     """Short, for synthesised answers, so a schedule or pause change is felt quickly."""
+    guard_private: bool = False
+    """For ALLOW: the answer must not point a public name at a private address (DNS
+    rebinding protection); the resolver checks the upstream's addresses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class Profile:
     safe_search: bool | None = None
     youtube: YouTubeMode | None = None
     bypass_protection: bool | None = None
+    rebinding_protection: bool | None = None
     allowlist_only: bool = False
     block_answer: BlockAnswer = BlockAnswer.NXDOMAIN
     block_addresses: tuple[str, ...] = ()

@@ -139,6 +139,7 @@ def _profile(
         safe_search=cfg.safe_search,
         youtube=youtube,
         bypass_protection=cfg.bypass_protection,
+        rebinding_protection=cfg.rebinding_protection,
         allowlist_only=cfg.allowlist_only,
         block_answer=answer,
         block_addresses=addresses,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from familydns.config import CacheConfig
 from familydns.resolver import wire
+from familydns.resolver.rebinding import is_private
 
 _U32 = struct.Struct("!I")
 _HDR = struct.Struct("!HHHHHH")
@@ -35,9 +36,17 @@ class Entry:
     addresses: tuple[str, ...]
     stored_at: float
     expires: float
+    private: bool = False
+    """Some address in the answer (A, AAAA, HTTPS/SVCB hints) is a private one."""
 
     def fresh(self, now: float) -> bool:
         return now < self.expires
+
+
+def entry_of(reply: wire.Reply, now: float, expires: float, ttls: tuple[int, ...]) -> Entry:
+    return Entry(reply.rcode, reply.flags, reply.an, reply.ns, reply.ar, reply.body,
+                 reply.ttl_offsets, ttls, reply.cnames, reply.addresses, now, expires,
+                 any(map(is_private, reply.addresses)))
 
 
 class Cache:
@@ -80,20 +89,7 @@ class Cache:
             # RFC 2308: a negative answer's SOA is served with the negative TTL.
             ceiling = lifetime
         ttls = tuple(min(max(t, cfg.min_ttl), ceiling) for t in reply.ttls)
-        entry = Entry(
-            rcode=reply.rcode,
-            flags=reply.flags,
-            an=reply.an,
-            ns=reply.ns,
-            ar=reply.ar,
-            body=reply.body,
-            ttl_offsets=reply.ttl_offsets,
-            ttls=ttls,
-            cnames=reply.cnames,
-            addresses=reply.addresses,
-            stored_at=now,
-            expires=now + lifetime,
-        )
+        entry = entry_of(reply, now, now + lifetime, ttls)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > cfg.max_entries:

@@ -27,7 +27,8 @@ from familydns.errors import UpstreamError, WireError
 from familydns.metrics import Metrics
 from familydns.profiles.model import Action, BlockAnswer, Decision
 from familydns.resolver import wire
-from familydns.resolver.cache import Cache, Entry, render
+from familydns.resolver.access import AccessList, RateLimiter
+from familydns.resolver.cache import Cache, Entry, entry_of, render
 from familydns.resolver.identity import ClientIdentity
 
 log = logging.getLogger("familydns.resolver")
@@ -81,6 +82,10 @@ class Resolver:
         self.on_decision = on_decision
         self.max_udp = config.server.max_udp_size
         self._fetches: dict[bytes, asyncio.Task[Entry]] = {}
+        self.access = AccessList.build(config.server.allow_from)
+        self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_limit_burst)
+        self.local_domains = tuple(d.strip(".").lower() for d in config.household.local_domains)
+        self._per_client: dict[str, int] = {}
         self.memo: dict[tuple[str, bytes], Memo] = {}
         self.memo_max = MEMO_MAX
         self._blocked_children: dict[tuple[str, str], Any] = {}
@@ -93,6 +98,11 @@ class Resolver:
 
     def handle(self, data: bytes, address: str, transport: str
                ) -> bytes | None | Coroutine[Any, Any, bytes | None]:
+        if not self.access.allowed(address):
+            return self._refuse(data, "not_allowed")
+        if not self.limiter.allow(address, self.clock()):
+            self.metrics.dropped.labels("rate_limit").inc()
+            return None
         if transport == "udp":
             memo = self.memo.get((address, data[2:]))
             if memo is not None:
@@ -135,9 +145,24 @@ class Resolver:
         if entry is not None and entry.fresh(now):
             self.metrics.cache_hits.inc()
             return self._answer(query, client, entry, now, start, limit, "cached",
-                                logged=logged)
+                                logged=logged, decision=decision)
+        if query.qtype == wire.T_ANY:
+            return self._done(query, self._minimal_any(query), "answered", start, limit,
+                              client, now + MEMO_SECONDS)
         self.metrics.cache_misses.inc()
-        return self._resolve(query, client, entry, start, limit)
+        waiting = self._per_client.get(address, 0)
+        if waiting >= self.config.server.max_inflight_per_client:
+            self.metrics.dropped.labels("client_inflight_limit").inc()
+            return None
+        self._per_client[address] = waiting + 1
+        return self._resolve(query, client, entry, start, limit, decision)
+
+    def _refuse(self, data: bytes, reason: str) -> bytes | None:
+        """REFUSED for a client outside the access list: no decoding beyond the header,
+        no policy, no upstream query."""
+        self.metrics.dropped.labels(reason).inc()
+        return wire.error_response(data, WireError(reason, wire.peek_id(data), wire.REFUSED),
+                                   self.max_udp) if len(data) >= 12 else None
 
     def _limit(self, query: wire.Query, transport: str) -> int:
         if transport != "udp":
@@ -177,8 +202,14 @@ class Resolver:
 
     def _answer(self, query: wire.Query, client: ClientIdentity, entry: Entry, now: float,
                 start: float, limit: int, result: str, stale: bool = False,
-                logged: Decision | None = None) -> bytes:
+                logged: Decision | None = None, decision: Decision | None = None) -> bytes:
         until = min(now + MEMO_SECONDS, entry.expires)
+        if (decision is not None and decision.guard_private and entry.private
+                and not self._local(query.qname)):
+            guard = _rebinding_block(decision, query.qname)
+            self._report(now, client, query, guard)
+            return self._done(query, self._blocked(query, guard), "blocked", start, limit,
+                              client, until, guard)
         if entry.cnames:
             blocked = self.policy.decide_chain(client, (query.qname, *entry.cnames),
                                                  query.qtype, now)
@@ -197,8 +228,34 @@ class Resolver:
         return self._done(query, response, result, start, limit, client,
                           until if until > now else 0.0, logged)
 
+    def _local(self, name: str) -> bool:
+        """Names of the home network (single labels, household.local_domains) may answer
+        with private addresses."""
+        return "." not in name or any(name == d or name.endswith("." + d)
+                                      for d in self.local_domains)
+
+    def _minimal_any(self, query: wire.Query) -> bytes:
+        """RFC 8482: ANY gets one synthesised HINFO record, never an upstream query (ANY
+        answers are the classic amplification payload)."""
+        rdata = b"\x07RFC8482\x00"
+        return wire.build_response(query, wire.NOERROR, answer=wire.rr(wire.T_HINFO, 3600,
+                                                                       rdata), an=1,
+                                   udp_size=self.max_udp)
+
     async def _resolve(self, query: wire.Query, client: ClientIdentity, stale: Entry | None,
-                       start: float, limit: int) -> bytes | None:
+                       start: float, limit: int, decision: Decision) -> bytes | None:
+        try:
+            return await self._resolve_inner(query, client, stale, start, limit, decision)
+        finally:
+            left = self._per_client.get(client.address, 1) - 1
+            if left > 0:
+                self._per_client[client.address] = left
+            else:
+                self._per_client.pop(client.address, None)
+
+    async def _resolve_inner(self, query: wire.Query, client: ClientIdentity,
+                             stale: Entry | None, start: float, limit: int,
+                             decision: Decision) -> bytes | None:
         fetch = self._fetch(query.key, query.question, query.wants_dnssec,
                             bool(query.flags & wire.CD))
         try:
@@ -210,14 +267,16 @@ class Resolver:
         except (TimeoutError, UpstreamError) as exc:
             now = self.clock()
             if stale is not None and self.config.cache.serve_stale:
-                return self._answer(query, client, stale, now, start, limit, "stale", True)
+                return self._answer(query, client, stale, now, start, limit, "stale", True,
+                                    decision=decision)
             log.debug("SERVFAIL for %s: %s", query.qname, exc)
             return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
                               start, limit)
         result = "nxdomain" if entry.rcode == wire.NXDOMAIN else "answered"
         if entry.rcode == wire.SERVFAIL:
             result = "servfail"
-        return self._answer(query, client, entry, self.clock(), start, limit, result)
+        return self._answer(query, client, entry, self.clock(), start, limit, result,
+                            decision=decision)
 
     def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Task[Entry]:
         """One upstream lookup per key at a time: concurrent misses share it."""
@@ -240,8 +299,7 @@ class Resolver:
         now = self.clock()
         entry = self.cache.put(key, reply, now)
         if entry is None:
-            entry = Entry(reply.rcode, reply.flags, reply.an, reply.ns, reply.ar, reply.body,
-                          reply.ttl_offsets, reply.ttls, reply.cnames, reply.addresses, now, now)
+            entry = entry_of(reply, now, now, reply.ttls)
         return entry
 
     # ------------------------------------------------------------------ policy answers
@@ -325,6 +383,14 @@ class Resolver:
         response = wire.build_response(query, wire.NOERROR, answer=b"".join(records),
                                        an=len(records), udp_size=self.max_udp)
         return self._done(query, response, "rewritten", start, limit)
+
+
+def _rebinding_block(allowed: Decision, qname: str) -> Decision:
+    return Decision(
+        Action.BLOCK, allowed.profile,
+        f"{qname} answered with a private network address, which a public name never "
+        f"needs: blocked as a DNS rebinding attempt for {allowed.profile}",
+        source="rebinding protection", origin="rebinding protection")
 
 
 def _ede_text(decision: Decision) -> str:

@@ -12,13 +12,16 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+import dnslib
+
 from familydns.errors import WireError
+from familydns.resolver.rebinding import svcb_hints
 
 # RCODEs
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16
 # Types
-T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA = 1, 2, 5, 6, 12, 15, 16, 28
+T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_HINFO, T_MX, T_TXT, T_AAAA = 1, 2, 5, 6, 12, 13, 15, 16, 28
 T_OPT, T_DS, T_RRSIG, T_SVCB, T_HTTPS, T_ANY = 41, 43, 46, 64, 65, 255
 C_IN = 1
 # Header flag bits
@@ -478,9 +481,10 @@ def parse_reply(data: bytes) -> Reply:
         raise WireError(f"malformed reply: {exc}", qid) from None
 
 
-def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: int) -> Reply:
+def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: int,
+                      cleaned: bool = False) -> Reply:
     limit = len(data)
-    off = skip_name(data, 12)
+    qname, off = read_name(data, 12)
     if off + 4 > limit:
         raise ValueError("question runs past the end")
     qend = off + 4
@@ -488,18 +492,21 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
     ttl_offsets: list[int] = []
     ttls: list[int] = []
     cnames: list[str] = []
+    tree = {qname}
     addresses: list[str] = []
     negative_ttl: int | None = None
     ext_rcode = 0
-    opt_span: tuple[int, int] | None = None
+    outside = False
     ar_start = qend
     off = qend
-    total = an + ns + ar
-    for index in range(total):
+    for index in range(an + ns + ar):
         if index == an + ns:
             ar_start = off
         start = off
-        off = skip_name(data, off)
+        if index < an + ns:
+            owner, off = read_name(data, off)
+        else:
+            off = skip_name(data, off)
         if off + 10 > limit:
             raise ValueError("record header runs past the end")
         rtype, _rclass, ttl, rdlen = _RR.unpack_from(data, off)
@@ -508,21 +515,33 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
         if end > limit:
             raise ValueError("RDATA runs past the end")
         if rtype == T_OPT:
-            if opt_span is not None:
+            if index < an + ns or data[start] != 0:
+                raise ValueError("OPT record outside the additional section")
+            if ext_rcode >= 0x100:
                 raise ValueError("two OPT records")
-            opt_span = (start, end)
-            ext_rcode = (ttl >> 24) & 0xFF
-        else:
+            ext_rcode = 0x100 | ((ttl >> 24) & 0xFF)
+        elif index < an:
+            if owner not in tree:
+                outside = True
             ttl_offsets.append(off + 4)
             ttls.append(ttl & 0x7FFFFFFF)
-            if index < an:
-                if rtype == T_CNAME:
-                    cnames.append(read_name(data, rdata_off)[0])
-                elif rtype == T_A and rdlen == 4:
-                    addresses.append(str(ipaddress.IPv4Address(data[rdata_off:end])))
-                elif rtype == T_AAAA and rdlen == 16:
-                    addresses.append(str(ipaddress.IPv6Address(data[rdata_off:end])))
-            elif index < an + ns and rtype == T_SOA:
+            if rtype == T_CNAME:
+                target = read_name(data, rdata_off)[0]
+                cnames.append(target)
+                tree.add(target)
+            elif rtype == T_A and rdlen == 4:
+                addresses.append(str(ipaddress.IPv4Address(data[rdata_off:end])))
+            elif rtype == T_AAAA and rdlen == 16:
+                addresses.append(str(ipaddress.IPv6Address(data[rdata_off:end])))
+            elif rtype in (T_SVCB, T_HTTPS):
+                addresses.extend(svcb_hints(data[rdata_off:end]))
+        elif index < an + ns:
+            if not any(name == owner or name.endswith("." + owner) or not owner
+                       for name in tree):
+                outside = True
+            ttl_offsets.append(off + 4)
+            ttls.append(ttl & 0x7FFFFFFF)
+            if rtype == T_SOA:
                 _, moff = read_name(data, rdata_off)
                 _, moff = read_name(data, moff)
                 if moff + 20 > end:
@@ -532,38 +551,56 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
         off = end
     if off != limit:
         raise ValueError("trailing bytes after the last record")
-    rcode = (ext_rcode << 4) | (flags & 0xF)
-    if opt_span is None:
-        body = data[qend:]
-        base = qend
-    elif opt_span[1] == limit:
-        body = data[qend:opt_span[0]]
-        ar -= 1
-        base = qend
-    else:
-        # OPT in the middle of the additional section: later names might point past it,
-        # so keep only answer and authority, which cannot.
-        body = data[qend:ar_start]
-        ar = 0
-        base = qend
-        ttl_offsets = [o for o in ttl_offsets if o < ar_start]
-        ttls = ttls[:len(ttl_offsets)]
+    if outside:
+        if cleaned:
+            raise ValueError("records outside the question's name tree")
+        return _parse_reply_body(_in_bailiwick_only(data, qname), qid, flags, an, ns, ar, True)
+    # The additional section (glue, OPT) is never passed on: names there are outside the
+    # question's tree, and cutting the tail cannot break compression pointers before it.
     return Reply(
         id=qid,
         flags=flags,
-        rcode=rcode,
+        rcode=((ext_rcode & 0xFF) << 4) | (flags & 0xF),
         question=question,
         an=an,
         ns=ns,
-        ar=ar,
-        body=body,
-        ttl_offsets=tuple(o - base for o in ttl_offsets),
+        ar=0,
+        body=data[qend:ar_start] if ar else data[qend:],
+        ttl_offsets=tuple(o - qend for o in ttl_offsets),
         ttls=tuple(ttls),
         cnames=tuple(cnames),
         addresses=tuple(addresses),
         negative_ttl=negative_ttl,
         truncated=bool(flags & TC),
     )
+
+
+def _in_bailiwick_only(data: bytes, qname: str) -> bytes:
+    """Re-encode a reply without the records outside the question's name tree (answers
+    not owned by the name or its CNAME chain, authority records not above it).
+
+    Rare (an upstream stuffing extra records), so dnslib does the work here."""
+    try:
+        msg = dnslib.DNSRecord.parse(data)
+    except (dnslib.DNSError, ValueError, IndexError, struct.error) as exc:
+        raise ValueError(f"cannot re-encode: {exc}") from None
+    tree = {qname}
+    kept = []
+    for record in msg.rr:
+        owner = str(record.rname).rstrip(".").lower()
+        if owner in tree:
+            kept.append(record)
+            if record.rtype == T_CNAME:
+                tree.add(str(record.rdata.label).rstrip(".").lower())
+
+    def above(rname: object) -> bool:
+        owner = str(rname).rstrip(".").lower()
+        return any(n == owner or n.endswith("." + owner) or not owner for n in tree)
+
+    msg.rr = kept
+    msg.auth = [record for record in msg.auth if above(record.rname)]
+    msg.ar = []
+    return bytes(msg.pack())
 
 
 def same_question(a: bytes, b: bytes) -> bool:

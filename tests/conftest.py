@@ -61,7 +61,8 @@ StartServer = Callable[..., Awaitable[Running]]
 
 def base_config(upstream_urls: list[str], **sections: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "server": {"listen": ["127.0.0.1:0"]},
+        # Rate limiting off unless a test is about it: tests query fast from one address.
+        "server": {"listen": ["127.0.0.1:0"], "rate_limit": 0},
         "upstreams": {"servers": upstream_urls, "timeout": 0.5},
         "metrics": {"listen": None},
     }

@@ -12,6 +12,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import os
+import pwd
 import signal
 import socket
 import time
@@ -263,6 +265,8 @@ class App:
         except OSError as exc:
             await self.stop()
             raise FamilyDNSError(f"cannot listen: {exc.strerror or exc}") from None
+        if config.server.user:
+            drop_privileges(config.server.user, self.data_dir)
         if config.metrics.listen:
             host, port = parse_listen(config.metrics.listen)
             try:
@@ -329,6 +333,24 @@ class App:
             self.store = None
         self._udp.clear()
         self._tcp_servers.clear()
+
+
+def drop_privileges(user: str, data_dir: Path) -> None:
+    """After binding port 53 as root, run as ``user``; the data directory becomes theirs
+    so the database and list copies stay writable."""
+    if os.geteuid() != 0:
+        log.info("not running as root: keeping the current user (server.user=%s)", user)
+        return
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise FamilyDNSError(f"server.user: no such user {user!r}") from None
+    for path in (data_dir, *data_dir.rglob("*")):
+        os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    log.info("dropped root: running as %s", user)
 
 
 async def serve_forever(app: App) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import dns.asyncquery
 import dns.message
 import dns.rcode
+import pytest
 
 from tests.conftest import rrset_texts
 from tests.upstream import FakeUpstream
@@ -113,3 +115,30 @@ async def test_a_bad_config_on_sighup_keeps_the_running_policy(tmp_path: Path) -
         log = (await proc.stderr.read()).decode()
         assert "reload failed, keeping the previous policy" in log
         assert "invalid YAML" in log
+
+
+async def test_drops_root_to_the_configured_user_after_binding(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root)")
+    nobody = pwd.getpwnam("nobody")
+    async with FakeUpstream() as up:
+        up.add("example.org", "A", "192.0.2.1")
+        port = free_port()
+        config = tmp_path / "config.yaml"
+        config.write_text(f"server: {{listen: ['127.0.0.1:{port}'], user: nobody}}\n"
+                          f"upstreams: ['{up.url('udp')}']\nmetrics: {{listen: null}}\n")
+        proc = await start_process("serve", "--config", str(config),
+                                   data_dir=tmp_path / "data")
+        try:
+            reply = await wait_answering(port)
+            assert rrset_texts(reply, "A") == ["192.0.2.1"]
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+            assert (tmp_path / "data" / "familydns.db").stat().st_uid == nobody.pw_uid
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

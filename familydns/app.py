@@ -361,6 +361,7 @@ async def serve_forever(app: App) -> int:
         await app.start()
     except (FamilyDNSError, ConfigError) as exc:
         log.error("%s", exc)
+        await app.stop()
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

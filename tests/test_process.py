@@ -142,3 +142,13 @@ async def test_drops_root_to_the_configured_user_after_binding(tmp_path: Path) -
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_profiles_that_cannot_compile_exit_1_without_hanging(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("profiles: [{name: kid, age: 9, block: [candy]}]\n"
+                      "metrics: {listen: null}\nserver: {listen: ['127.0.0.1:0']}\n")
+    proc = await start_process("serve", "--config", str(config), data_dir=tmp_path / "d")
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    assert "profiles[0].block[0]" in err.decode()

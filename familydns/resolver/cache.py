@@ -9,6 +9,7 @@ here, so one child's answer cannot leak to another).
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
@@ -43,10 +44,14 @@ class Entry:
         return now < self.expires
 
 
+_private = functools.lru_cache(maxsize=4096)(is_private)
+"""Answers repeat addresses (CDNs, anycast): remember the verdict per address."""
+
+
 def entry_of(reply: wire.Reply, now: float, expires: float, ttls: tuple[int, ...]) -> Entry:
     return Entry(reply.rcode, reply.flags, reply.an, reply.ns, reply.ar, reply.body,
                  reply.ttl_offsets, ttls, reply.cnames, reply.addresses, now, expires,
-                 any(map(is_private, reply.addresses)))
+                 any(map(_private, reply.addresses)))
 
 
 class Cache:

@@ -81,7 +81,7 @@ class Resolver:
         self.clock = clock
         self.on_decision = on_decision
         self.max_udp = config.server.max_udp_size
-        self._fetches: dict[bytes, asyncio.Task[Entry]] = {}
+        self._fetches: dict[bytes, asyncio.Future[Entry]] = {}
         self.access = AccessList.build(config.server.allow_from)
         self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_limit_burst)
         self.local_domains = tuple(d.strip(".").lower() for d in config.household.local_domains)
@@ -256,14 +256,14 @@ class Resolver:
     async def _resolve_inner(self, query: wire.Query, client: ClientIdentity,
                              stale: Entry | None, start: float, limit: int,
                              decision: Decision) -> bytes | None:
-        fetch = self._fetch(query.key, query.question, query.wants_dnssec,
-                            bool(query.flags & wire.CD))
+        do, cd = query.wants_dnssec, bool(query.flags & wire.CD)
         try:
             if stale is not None and self.config.cache.serve_stale:
-                entry = await asyncio.wait_for(asyncio.shield(fetch),
-                                               self.config.cache.stale_after)
+                entry = await asyncio.wait_for(
+                    asyncio.shield(self._fetch(query.key, query.question, do, cd)),
+                    self.config.cache.stale_after)
             else:
-                entry = await fetch
+                entry = await self._lookup(query.key, query.question, do, cd)
         except (TimeoutError, UpstreamError) as exc:
             now = self.clock()
             if stale is not None and self.config.cache.serve_stale:
@@ -278,8 +278,33 @@ class Resolver:
         return self._answer(query, client, entry, self.clock(), start, limit, result,
                             decision=decision)
 
-    def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Task[Entry]:
-        """One upstream lookup per key at a time: concurrent misses share it."""
+    async def _lookup(self, key: bytes, question: bytes, do: bool, cd: bool) -> Entry:
+        """Fetch in the asking task itself (no extra task on the common miss path); a
+        concurrent miss for the same key waits on the same lookup."""
+        shared = self._fetches.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        fut: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)
+        self._fetches[key] = fut
+        try:
+            entry = await self._fetch_and_store(key, question, do, cd)
+        except Exception as exc:
+            fut.set_exception(exc)
+            raise
+        except BaseException:
+            fut.set_exception(UpstreamError("lookup cancelled"))
+            raise
+        else:
+            fut.set_result(entry)
+            return entry
+        finally:
+            if self._fetches.get(key) is fut:
+                del self._fetches[key]
+
+    def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Future[Entry]:
+        """One upstream lookup per key at a time, in a task of its own so that it goes on
+        (and refreshes the cache) after a waiter gave up and answered stale."""
         task = self._fetches.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(
@@ -288,7 +313,7 @@ class Resolver:
             task.add_done_callback(lambda t: self._fetch_done(key, t))
         return task
 
-    def _fetch_done(self, key: bytes, task: asyncio.Task[Entry]) -> None:
+    def _fetch_done(self, key: bytes, task: asyncio.Future[Entry]) -> None:
         if self._fetches.get(key) is task:
             del self._fetches[key]
         if not task.cancelled():
@@ -383,6 +408,12 @@ class Resolver:
         response = wire.build_response(query, wire.NOERROR, answer=b"".join(records),
                                        an=len(records), udp_size=self.max_udp)
         return self._done(query, response, "rewritten", start, limit)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a shared lookup's failure as seen: every waiter got it already."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _rebinding_block(allowed: Decision, qname: str) -> Decision:

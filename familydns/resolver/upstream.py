@@ -310,6 +310,8 @@ class UpstreamPool:
     def order(self) -> list[Upstream]:
         """Healthy upstreams in configured order, then those backing off, soonest first."""
         now = self.clock()
+        if all(u.down_until <= now for u in self.upstreams):
+            return self.upstreams
         healthy = [u for u in self.upstreams if u.down_until <= now]
         resting = sorted((u for u in self.upstreams if u.down_until > now),
                          key=lambda u: u.down_until)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from socket import AF_INET, AF_INET6, inet_ntop
 
 import dnslib
 
@@ -530,9 +531,9 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
                 cnames.append(target)
                 tree.add(target)
             elif rtype == T_A and rdlen == 4:
-                addresses.append(str(ipaddress.IPv4Address(data[rdata_off:end])))
+                addresses.append(inet_ntop(AF_INET, data[rdata_off:end]))
             elif rtype == T_AAAA and rdlen == 16:
-                addresses.append(str(ipaddress.IPv6Address(data[rdata_off:end])))
+                addresses.append(inet_ntop(AF_INET6, data[rdata_off:end]))
             elif rtype in (T_SVCB, T_HTTPS):
                 addresses.extend(svcb_hints(data[rdata_off:end]))
         elif index < an + ns:

@@ -290,11 +290,28 @@ def _resolve(hits: Iterable[HitLike]) -> dict[str, HitLike]:
     return blocks
 
 
+_BLOCKED_MEMO: dict[tuple[int, str, tuple[int, ...]], tuple[Profile, dict[str, str]]] = {}
+
+
+def _blocked_now(q: _Query) -> dict[str, str]:
+    """effective_categories for this profile, band and set of active schedules, computed
+    once per combination (it would otherwise be rebuilt for every listed name)."""
+    key = (id(q.profile), q.band.label, tuple(map(id, q.active)))
+    found = _BLOCKED_MEMO.get(key)
+    if found is not None and found[0] is q.profile:
+        return found[1]
+    blocked = effective_categories(q.profile, q.local.date(), q.active)
+    if len(_BLOCKED_MEMO) >= 1024:
+        _BLOCKED_MEMO.clear()
+    _BLOCKED_MEMO[key] = (q.profile, blocked)
+    return blocked
+
+
 def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> Decision | None:
     """The block for the most severe listed category the profile blocks right now."""
     if not listed:
         return None
-    blocked = effective_categories(q.profile, q.local.date(), q.active)
+    blocked = _blocked_now(q)
     lifted: set[str] = set()
     for allow_category, lifts in ALLOW_OVERRIDES.items():
         if allow_category in listed and allow_category not in blocked:

@@ -8,6 +8,7 @@ sections with the new ID and TTLs patched in. dnslib is kept for the tests and t
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass
@@ -392,6 +393,7 @@ def address_rdata(address: str) -> tuple[int, bytes]:
     return (T_A if ip.version == 4 else T_AAAA), ip.packed
 
 
+@functools.lru_cache(maxsize=64)
 def synthetic_soa(ttl: int) -> bytes:
     """An SOA for synthesised negative answers, so clients cache them only ``ttl`` seconds."""
     rdata = (

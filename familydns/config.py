@@ -114,7 +114,7 @@ class UpstreamsConfig:
     timeout: float = 2.0
     """Seconds to wait for one try before failing over to the next upstream."""
     edns_udp_size: int = 1232
-    queries_per_port: int = 4
+    queries_per_port: int = 1
     """UDP queries sent from one random source port before a new one is opened; 1 gives
     every query its own port (RFC 5452) at about twice the CPU cost of a cache miss."""
 

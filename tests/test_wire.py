@@ -200,3 +200,17 @@ def test_any_bytes_either_parse_or_raise_wire_error(data: bytes) -> None:
             parse(data)
         except WireError:
             pass
+
+
+def test_records_outside_the_question_tree_are_stripped() -> None:
+    query = make_query("www.example.org")
+    data = upstream_reply(query, "www.example.org. 300 CNAME cdn.example.net.",
+                          "cdn.example.net. 60 A 192.0.2.7",
+                          "evil.example.com. 86400 A 203.0.113.66",
+                          authority=("example.net. 300 NS ns.evil.example.com.",
+                                     "evil.example.com. 300 NS ns.evil.example.com."))
+    reply = wire.parse_reply(data)
+    assert (reply.an, reply.ns, reply.ar) == (2, 1, 0)
+    assert reply.addresses == ("192.0.2.7",)
+    assert b"evil" in reply.body  # the NS target name inside kept RDATA
+    assert reply.body.count(b"\x04evil") == 1

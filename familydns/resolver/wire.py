@@ -557,7 +557,9 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
     if outside:
         if cleaned:
             raise ValueError("records outside the question's name tree")
-        return _parse_reply_body(_in_bailiwick_only(data, qname), qid, flags, an, ns, ar, True)
+        clean = _in_bailiwick_only(data, qname)
+        _qid, flags, _qd, an, ns, ar = _HDR.unpack_from(clean, 0)
+        return _parse_reply_body(clean, qid, flags, an, ns, ar, True)
     # The additional section (glue, OPT) is never passed on: names there are outside the
     # question's tree, and cutting the tail cannot break compression pointers before it.
     return Reply(

@@ -167,14 +167,20 @@ def test_relative_paths_are_relative_to_the_data_dir(tmp_path: Path) -> None:
     assert result.matcher.match("www.bet.example.com")
 
 
-@pytest.mark.parametrize("where", ["absolute", "dotdot"])
-def test_regular_files_outside_the_data_dir_are_allowed(tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink"])
+def test_files_outside_the_data_dir_are_refused(tmp_path: Path, where: str) -> None:
+    """A list source must not expose other files (AdGuard CVE-2024-36814): a path that
+    leaves the data directory, also through ``..`` or a symlink, is refused and named."""
     outside = write(tmp_path / "elsewhere" / "list.txt", "0.0.0.0 x.example.com\n")
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    path = str(outside) if where == "absolute" else "../elsewhere/list.txt"
+    path = {"absolute": str(outside), "dotdot": "../elsewhere/list.txt", "symlink": "link"}[
+        where]
+    if where == "symlink":
+        (data_dir / "link").symlink_to(outside)
     (status,) = ListLoader(data_dir).load([Source("o", "adult", path=path)]).statuses
-    assert (status.entries, status.last_error) == (1, None)
+    assert status.entries == 0
+    assert status.last_error is not None and "outside the data directory" in status.last_error
 
 
 def special_file(tmp_path: Path, kind: str) -> str:
@@ -201,7 +207,9 @@ def test_local_sources_must_be_regular_files(tmp_path: Path, kind: str) -> None:
     """A list path must not expose a directory or device (AdGuard CVE-2024-36814)."""
     path = special_file(tmp_path, kind)
     (status,) = ListLoader(tmp_path).load([Source("x", "adult", path=path)]).statuses
-    assert status.last_error is not None and "not a regular file" in status.last_error
+    assert status.last_error is not None
+    assert ("not a regular file" in status.last_error
+            or "outside the data directory" in status.last_error)
     assert status.entries == 0
 
 

@@ -232,7 +232,19 @@ class ListLoader:
         if source.path is None:
             raise SourceError("a source needs exactly one of url and path")
         path = Path(source.path).expanduser()
-        return path if path.is_absolute() else self._data_dir / path
+        path = path if path.is_absolute() else self._data_dir / path
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(root) for root in self._allowed_roots()):
+            # A "list" naming /etc/shadow would expose it line by line through
+            # `familydns explain` and the bad-line report (AdGuard CVE-2024-36814).
+            raise SourceError(f"{source.path} is outside the data directory "
+                              f"{self._data_dir}: copy the list into it")
+        return path
+
+    def _allowed_roots(self) -> tuple[Path, ...]:
+        """Where local lists may live: the data directory and the shipped lists."""
+        shipped = Path(str(resources.files("familydns.blocklists").joinpath("data")))
+        return (self._data_dir.resolve(), shipped.resolve())
 
     def _meta_path(self, name: str) -> Path:
         return self._lists_dir / f"{name}.meta.json"

@@ -50,3 +50,11 @@ clean:
 BENCH_ARGS ?=
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## fuzz: the long fuzz run over every parser of untrusted input (hypothesis, 5,000
+## examples per target, 50 ms per input; about 7 minutes; see fuzz/README.md).
+## Longer: make fuzz FUZZ_ARGS="-n 50000"
+.PHONY: fuzz
+FUZZ_ARGS ?=
+fuzz: $(VENV)/.installed-test
+	$(BIN)/python fuzz/run.py $(FUZZ_ARGS)

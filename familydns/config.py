@@ -130,10 +130,11 @@ class ServerConfig:
     max_udp_size: int = 1232
     allow_from: tuple[str, ...] = DEFAULT_ALLOW_FROM
     """Networks that may query; anyone else gets REFUSED and causes no upstream query."""
-    rate_limit: float = 100.0
-    """Queries per second per client address (token bucket); 0 switches it off."""
-    rate_limit_burst: float = 200.0
-    max_inflight_per_client: int = 100
+    rate_limit: float = 300.0
+    """Queries per second per client address (token bucket); 0 switches it off. A router
+    that forwards for the whole house is one client: raise this, or set 0, for it."""
+    rate_limit_burst: float = 1000.0
+    max_inflight_per_client: int = 256
     """Upstream lookups one client may have waiting at once."""
     user: str | None = None
     """Drop root to this user after binding the listening ports."""

@@ -12,37 +12,18 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
-from familydns.resolver.access import parse_address
-
-_PRIVATE_V4 = tuple(
-    (int(n.network_address), int(n.netmask))
-    for n in map(ipaddress.IPv4Network, (
-        "0.0.0.0/8",        # "this network"; 0.0.0.0 reaches the host itself on Linux
-        "10.0.0.0/8",       # RFC 1918
-        "100.64.0.0/10",    # CGNAT, RFC 6598
-        "127.0.0.0/8",      # loopback
-        "169.254.0.0/16",   # link-local
-        "172.16.0.0/12",    # RFC 1918
-        "192.168.0.0/16",   # RFC 1918
-    ))
-)
-_PRIVATE_V6 = tuple(
-    (int(n.network_address), int(n.netmask))
-    for n in map(ipaddress.IPv6Network, (
-        "::/128",           # unspecified
-        "::1/128",          # loopback
-        "fc00::/7",         # unique local, RFC 4193
-        "fe80::/10",        # link-local
-    ))
-)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-"""RFC 6052 well-known prefix: the last 32 bits are an IPv4 address a NAT64 gateway
-reaches, so ``64:ff9b::c0a8:10a`` is 192.168.1.10 to a host behind one."""
+_MAPPED_HIGH = 0xFFFF
+"""The top 96 bits of ``::ffff:0:0/96``: the IPv4-mapped addresses."""
+_NAT64_HIGH = int(ipaddress.IPv6Address("64:ff9b::")) >> 32
+"""RFC 6052 well-known prefix 64:ff9b::/96: the last 32 bits are an IPv4 address a NAT64
+gateway reaches, so ``64:ff9b::c0a8:10a`` is 192.168.1.10 to a host behind one."""
+_ULA_TOP7 = 0b1111110         # fc00::/7, RFC 4193
+_LINK_LOCAL_TOP10 = 0b1111111010  # fe80::/10
 
 SVC_IPV4HINT = 4
 SVC_IPV6HINT = 6
-_U16 = struct.Struct("!H")
 
 
 def is_private(address: str) -> bool:
@@ -52,18 +33,36 @@ def is_private(address: str) -> bool:
     Covers RFC 1918, loopback, link-local, unspecified, CGNAT and ULA, and the same
     ranges reached through IPv4-mapped IPv6 (``::ffff:192.168.1.10``) or the NAT64
     well-known prefix, which a browser connects to exactly like the plain IPv4 address.
+    Runs once per address of every upstream answer, so it works on integers from
+    ``inet_pton`` (under 1 us) rather than ``ipaddress`` objects (about 10 us): a 64 KB
+    answer can carry 16,000 addresses.
     """
-    ip = parse_address(address)
-    if ip.version == 6:
-        value = int(ip)
-        if ip in _NAT64:
-            return _private_v4(value & 0xFFFFFFFF)
-        return any(value & mask == net for net, mask in _PRIVATE_V6)
-    return _private_v4(int(ip))
+    text = address.partition("%")[0]
+    try:
+        if ":" not in text:
+            return _private_v4(int.from_bytes(inet_pton(AF_INET, text), "big"))
+        value = int.from_bytes(inet_pton(AF_INET6, text), "big")
+    except OSError:
+        raise ValueError(f"not an IP address: {address!r}") from None
+    high = value >> 32
+    if high == _MAPPED_HIGH or high == _NAT64_HIGH:
+        return _private_v4(value & 0xFFFFFFFF)
+    return (value <= 1                                   # :: and ::1
+            or value >> 121 == _ULA_TOP7
+            or value >> 118 == _LINK_LOCAL_TOP10)
 
 
 def _private_v4(value: int) -> bool:
-    return any(value & mask == net for net, mask in _PRIVATE_V4)
+    """0/8 ("this network"; 0.0.0.0 reaches the host itself on Linux), 10/8, 127/8,
+    100.64/10 (CGNAT, RFC 6598), 169.254/16, 172.16/12, 192.168/16."""
+    first, second = value >> 24, (value >> 16) & 0xFF
+    if first in (0, 10, 127):
+        return True
+    if first == 100:
+        return 64 <= second < 128
+    if first == 172:
+        return 16 <= second < 32
+    return (first, second) in ((169, 254), (192, 168))
 
 
 def svcb_hints(rdata: bytes) -> tuple[str, ...]:
@@ -74,7 +73,8 @@ def svcb_hints(rdata: bytes) -> tuple[str, ...]:
     the data stops making sense and the hints read so far are returned, so a broken
     record cannot hide the hints before the damage. A compressed target name (which RFC
     9460 forbids) is stepped over rather than ending the parse, for the same reason.
-    Hints are read from every occurrence of the keys, in whatever order they come.
+    Hints are read from every occurrence of the keys, in whatever order they come, and
+    spelled as ``inet_ntop`` does (``::ffff:192.168.1.10``), like wire's addresses.
     """
     data = bytes(rdata)
     limit = len(data)
@@ -85,11 +85,9 @@ def svcb_hints(rdata: bytes) -> tuple[str, ...]:
         off += 4
         end = min(off + length, limit)
         if key == SVC_IPV4HINT:
-            hints.extend(str(ipaddress.IPv4Address(data[i:i + 4]))
-                         for i in range(off, end - 3, 4))
+            hints.extend(inet_ntop(AF_INET, data[i:i + 4]) for i in range(off, end - 3, 4))
         elif key == SVC_IPV6HINT:
-            hints.extend(str(ipaddress.IPv6Address(data[i:i + 16]))
-                         for i in range(off, end - 15, 16))
+            hints.extend(inet_ntop(AF_INET6, data[i:i + 16]) for i in range(off, end - 15, 16))
         off += length
     return tuple(hints)
 

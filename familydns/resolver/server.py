@@ -132,6 +132,10 @@ class TcpListener:
                 if isinstance(result, bytes):
                     self._write(writer, result)
                     continue
+                if self.inflight.full() and not pending:
+                    result.close()
+                    self.metrics.dropped_query("inflight_limit")
+                    continue
                 if len(pending) >= self.max_pipeline or self.inflight.full():
                     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 task = self.inflight.start(result)
@@ -153,7 +157,7 @@ class TcpListener:
         if writer.transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
             # The client sends but does not read: drop it rather than buffer forever.
             self.metrics.dropped_query("tcp_client_not_reading")
-            writer.close()
+            writer.transport.abort()  # close() would wait to flush what it never reads
             return
         writer.write(_U16.pack(len(data)) + data)
 

@@ -34,6 +34,7 @@ EDE_FILTERED, EDE_STALE = 17, 3
 DO_BIT = 0x8000
 
 MAX_NAME = 255
+MAX_POINTER_HOPS = 16
 _HDR = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _U16 = struct.Struct("!H")
@@ -114,11 +115,14 @@ def _read_labels(data: bytes, off: int, limit: int) -> tuple[str, int]:
 def read_name(data: bytes, off: int) -> tuple[str, int]:
     """Read a possibly compressed name; returns (lower-case name, offset after it).
 
-    Pointers must point strictly backwards, which makes loops impossible and bounds the
-    work by the packet length (the compression blow-up of CVE-2024-8508).
+    Pointers must point strictly backwards, which makes loops impossible, and a name may
+    follow at most MAX_POINTER_HOPS of them: without that bound a chain of pointers, each
+    one label further back, makes every name in a 64 KB reply cost a walk of the whole
+    packet (the compression blow-up of CVE-2024-8508).
     """
     labels: list[str] = []
     total = 0
+    hops = 0
     end_off = -1
     limit = len(data)
     floor = off
@@ -137,6 +141,9 @@ def read_name(data: bytes, off: int) -> tuple[str, int]:
                 end_off = off + 2
             if ptr >= floor or ptr < 12:
                 raise ValueError("compression pointer does not point backwards")
+            hops += 1
+            if hops > MAX_POINTER_HOPS:
+                raise ValueError("too many compression pointers in one name")
             floor = ptr
             off = ptr
             continue

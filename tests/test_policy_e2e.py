@@ -220,3 +220,13 @@ async def test_reload_under_load_loses_no_query(family: Running) -> None:
     await task
     assert answered >= 15
     assert family.metric("familydns_reloads_total", result="ok") == 5
+
+
+async def test_an_https_record_leading_to_a_blocked_name_is_blocked(
+        family: Running, family_upstream: FakeUpstream) -> None:
+    family_upstream.add("cloak.example.org", "HTTPS", "1 cdn.pornhub.com. alpn=h2")
+    reply = await ask(family, "cloak.example.org", "HTTPS", source=BEN, use_edns=0)
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer
+    assert any("adult" in t for t in ede_texts(reply))
+    parent = await ask(family, "cloak.example.org", "HTTPS", source=PARENT)
+    assert parent.answer

@@ -545,6 +545,15 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
                 addresses.append(inet_ntop(AF_INET6, data[rdata_off:end]))
             elif rtype in (T_SVCB, T_HTTPS):
                 addresses.extend(svcb_hints(data[rdata_off:end]))
+                if rdlen > 2:
+                    # The TargetName leads the client on like a CNAME does, so the
+                    # CNAME-cloaking check judges it too ("." means the owner itself).
+                    try:
+                        target = _read_labels(data, rdata_off + 2, end)[0]
+                    except ValueError:  # compressed against RFC 9460: judge by hints
+                        target = ""
+                    if target:
+                        cnames.append(target)
         elif index < an + ns:
             if not any(name == owner or name.endswith("." + owner) or not owner
                        for name in tree):

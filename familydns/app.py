@@ -67,7 +67,7 @@ class _ServerMetrics:
 
 def all_sources(config: Config) -> tuple[ListSourceConfig, ...]:
     starter = tuple(starter_sources()) if config.lists.starter else ()
-    return starter + config.lists.sources  # type: ignore[return-value]
+    return starter + config.lists.sources
 
 
 class App:

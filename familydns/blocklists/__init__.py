@@ -22,7 +22,6 @@ from familydns.blocklists.sources import (
     ListSource,
     ListStatus,
     LoadResult,
-    StarterSource,
     starter_sources,
 )
 
@@ -45,7 +44,6 @@ __all__ = [
     "ParseTally",
     "ParsedRule",
     "RuleKind",
-    "StarterSource",
     "UrllibFetcher",
     "domain_hash",
     "iter_rules",

@@ -38,6 +38,7 @@ from familydns.blocklists.categories import CATEGORIES, validate_category
 from familydns.blocklists.fetch import Fetcher, FetchError, UrllibFetcher, check_url
 from familydns.blocklists.formats import FORMATS, SCOPES, BadLine, ParseTally, iter_rules
 from familydns.blocklists.matcher import Matcher, MatcherBuilder
+from familydns.config import ListSourceConfig
 
 STATUS_BAD_EXAMPLES = 5  # BadLine examples kept in each ListStatus
 RESULT_BAD_PER_SOURCE = 100  # BadLine reports kept per source in LoadResult.bad
@@ -68,21 +69,7 @@ class ListSource(Protocol):
     def max_bytes(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class StarterSource:
-    """A shipped list; same fields and defaults as the config's ListSourceConfig."""
-
-    name: str
-    category: str
-    url: str | None = None
-    path: str | None = None
-    format: str = "auto"
-    scope: str = "subtree"
-    refresh: float = 86400.0
-    max_bytes: int = 50_000_000
-
-
-def starter_sources() -> tuple[StarterSource, ...]:
+def starter_sources() -> tuple[ListSourceConfig, ...]:
     """One small hand-written list per category, shipped in ``blocklists/data``.
 
     They give a fresh install a working baseline before any download; the paths are
@@ -90,7 +77,7 @@ def starter_sources() -> tuple[StarterSource, ...]:
     """
     data = resources.files("familydns.blocklists").joinpath("data")
     return tuple(
-        StarterSource(
+        ListSourceConfig(
             name=f"starter-{category.id}",
             category=category.id,
             path=str(data.joinpath(f"{category.id}.txt")),

@@ -42,7 +42,7 @@ async def test_the_cache_stays_at_its_cap(start_server: StartServer) -> None:
 
 @pytest.fixture
 async def tcp_server(start_server: StartServer) -> Running:
-    return await start_server(server={"tcp_idle_timeout": 0.5, "tcp_max_connections": 400})
+    return await start_server(server={"tcp_idle_timeout": 0.5, "tcp_max_connections": 1200})
 
 
 async def closed(reader: asyncio.StreamReader, timeout: float = 2.0) -> bool:
@@ -64,12 +64,12 @@ async def test_idle_and_slow_loris_connections_are_closed_while_udp_answers(
         tcp_server: Running) -> None:
     loop = asyncio.get_running_loop()
     conns = []
-    for i in range(350):
+    for i in range(1100):
         reader, writer = await asyncio.open_connection(tcp_server.host, tcp_server.port)
-        if i >= 300:
+        if i >= 1000:
             writer.write(b"\x00")  # slow loris: one byte of the length prefix, then nothing
         conns.append((reader, writer, loop.time()))
-    for _ in range(20):  # UDP is not held up while 350 connections sit there
+    for _ in range(20):  # UDP is not held up while 1100 connections sit there
         reply = await tcp_server.query("example.org", "A", timeout=0.5)
         assert reply.rcode() == dns.rcode.NOERROR
     closed_after = await asyncio.gather(*(until_closed(r, t) for r, _w, t in conns))

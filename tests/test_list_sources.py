@@ -392,3 +392,41 @@ async def test_refresh_uses_the_injected_fetcher_and_skips_local_sources(tmp_pat
     await loader.refresh([remote], force=True)
     assert calls[-1][1] == {"If-None-Match": '"e"'}
     assert loader.load([remote]).matcher.match("x.fake.example.com")
+
+
+def test_a_restart_reads_the_compiled_lists_instead_of_parsing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "mine.txt", "bet.example.com\n||ads.example.net^\n/^track[0-9]+\\./\n")
+    source = Source("own", "gambling", path="mine.txt")
+    first = ListLoader(tmp_path).load([source])
+    assert ListLoader(tmp_path).compiled_path.is_file()
+
+    def no_parsing(*_args: object) -> None:
+        raise AssertionError("parsed again although nothing changed")
+
+    monkeypatch.setattr(ListLoader, "_load_one", no_parsing)
+    again = ListLoader(tmp_path).load([source])
+    assert again.statuses == first.statuses and again.bad == first.bad
+    for name in ("www.bet.example.com", "x.ads.example.net", "track7.example.org", "ok.org"):
+        assert again.matcher.match(name) == first.matcher.match(name)
+    assert len(again.matcher) == len(first.matcher)
+
+
+def test_a_changed_list_or_source_is_parsed_again(tmp_path: Path) -> None:
+    path = write(tmp_path / "mine.txt", "bet.example.com\n")
+    ListLoader(tmp_path).load([Source("own", "gambling", path="mine.txt")])
+    path.write_text("bet.example.com\npoker.example.com\n")
+    changed = ListLoader(tmp_path).load([Source("own", "gambling", path="mine.txt")])
+    assert changed.matcher.match("poker.example.com")
+    other = ListLoader(tmp_path).load([Source("own", "adult", path="mine.txt")])
+    assert {h.category for h in other.matcher.match("poker.example.com")} == {"adult"}
+
+
+def test_a_damaged_compiled_file_is_rebuilt(tmp_path: Path) -> None:
+    write(tmp_path / "mine.txt", "bet.example.com\n")
+    loader = ListLoader(tmp_path)
+    loader.load([Source("own", "gambling", path="mine.txt")])
+    data = loader.compiled_path.read_bytes()
+    loader.compiled_path.write_bytes(data[: len(data) - 20])
+    result = ListLoader(tmp_path).load([Source("own", "gambling", path="mine.txt")])
+    assert result.matcher.match("bet.example.com")

@@ -19,6 +19,7 @@ Regex rules are few; they are kept compiled and tried last, on every query.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from array import array
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 from familydns.blocklists.formats import ParsedRule, RuleKind
-from familydns.blocklists.regexes import compile_rule_regex
+from familydns.blocklists.regexes import RegexError, compile_rule_regex
 
 _EXACT_FLAG = 1
 _EXCEPTION_FLAG = 2
@@ -216,6 +217,7 @@ class _Table:
     single_label: bool  # some rule is a single label, so the last label must be looked up
 
 
+_COMPILED_MAGIC = b"FDNSMAT1"
 _EMPTY_TABLE = _Table(array("Q"), array("Q"), array("Q", [0, 0]), 64, False)
 _Best = dict[tuple[str, bool], tuple[tuple[bool, bool, int, bool], str, int]]
 
@@ -245,6 +247,55 @@ class Matcher:
     @classmethod
     def empty(cls) -> Matcher:
         return cls(_EMPTY_TABLE, (), (), {}, frozenset())
+
+    def to_bytes(self) -> bytes:
+        """The compiled form: a JSON header, then the three arrays as raw bytes, so a
+        restart loads a million rules with one read instead of parsing and sorting."""
+        table = self._table
+        header = json.dumps({
+            "byteorder": sys.byteorder,
+            "lengths": [len(table.keys), len(table.records), len(table.starts)],
+            "shift": table.shift,
+            "single_label": table.single_label,
+            "regexes": [[source, record] for _p, source, record in self._regexes],
+            "lists": [list(pair) for pair in self._lists],
+            "counts": self._counts,
+            "categories": sorted(self._categories),
+        }).encode()
+        return b"".join((_COMPILED_MAGIC, len(header).to_bytes(8, "little"), header,
+                         table.keys.tobytes(), table.records.tobytes(),
+                         table.starts.tobytes()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> Matcher:
+        """Inverse of ``to_bytes``; ValueError when the data is not a compiled matcher."""
+        data = memoryview(data)
+        magic = len(_COMPILED_MAGIC)
+        if bytes(data[:magic]) != _COMPILED_MAGIC or len(data) < magic + 8:
+            raise ValueError("not a compiled familydns matcher")
+        size = int.from_bytes(data[magic:magic + 8], "little")
+        try:
+            head = json.loads(bytes(data[magic + 8:magic + 8 + size]))
+            if head["byteorder"] != sys.byteorder:
+                raise ValueError("compiled on a machine of the other byte order")
+            arrays = []
+            off = magic + 8 + size
+            for length in head["lengths"]:
+                part = array("Q")
+                part.frombytes(data[off:off + 8 * length])
+                if len(part) != length:
+                    raise ValueError("truncated compiled matcher")
+                arrays.append(part)
+                off += 8 * length
+            regexes = tuple((compile_rule_regex(src), src, int(rec))
+                            for src, rec in head["regexes"])
+            table = _Table(arrays[0], arrays[1], arrays[2], int(head["shift"]),
+                           bool(head["single_label"]))
+            return cls(table, regexes, tuple((c, s) for c, s in head["lists"]),
+                       {str(k): int(v) for k, v in head["counts"].items()},
+                       frozenset(head["categories"]))
+        except (KeyError, TypeError, json.JSONDecodeError, RegexError) as exc:
+            raise ValueError(f"damaged compiled matcher: {exc}") from None
 
     def __len__(self) -> int:
         """Number of domain rules (regex rules not included)."""

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
+import hashlib
 import io
 import json
+import logging
 import os
 import re
 import stat
@@ -39,6 +42,8 @@ from familydns.blocklists.fetch import Fetcher, FetchError, UrllibFetcher, check
 from familydns.blocklists.formats import FORMATS, SCOPES, BadLine, ParseTally, iter_rules
 from familydns.blocklists.matcher import Matcher, MatcherBuilder
 from familydns.config import ListSourceConfig
+
+log = logging.getLogger("familydns.lists")
 
 STATUS_BAD_EXAMPLES = 5  # BadLine examples kept in each ListStatus
 RESULT_BAD_PER_SOURCE = 100  # BadLine reports kept per source in LoadResult.bad
@@ -158,7 +163,17 @@ class ListLoader:
         return self._lists_dir / f"{name}.txt"
 
     def load(self, sources: Iterable[ListSource]) -> LoadResult:
-        """Build a Matcher from the local files of ``sources``; never raises for a source."""
+        """Build a Matcher from the local files of ``sources``; never raises for a source.
+
+        The result is also kept compiled in ``<data_dir>/lists/compiled.bin`` under a
+        signature of every source's settings and file (path, size, mtime): when nothing
+        changed, the next start reads it back in one go instead of parsing and sorting.
+        """
+        sources = tuple(sources)
+        signature = self._signature(sources)
+        cached = self._read_compiled(signature)
+        if cached is not None:
+            return cached
         builder = MatcherBuilder()
         statuses: list[ListStatus] = []
         bad: list[BadLine] = []
@@ -166,7 +181,62 @@ class ListLoader:
             status, kept = self._load_one(builder, source)
             statuses.append(status)
             bad.extend(kept)
-        return LoadResult(builder.build(), tuple(statuses), tuple(bad))
+        result = LoadResult(builder.build(), tuple(statuses), tuple(bad))
+        self._write_compiled(signature, result)
+        return result
+
+    @property
+    def compiled_path(self) -> Path:
+        return self._lists_dir / "compiled.bin"
+
+    def _signature(self, sources: tuple[ListSource, ...]) -> str:
+        parts: list[object] = [_COMPILED_VERSION]
+        for source in sources:
+            try:
+                path = self._local_path(source)
+                info = path.stat()
+                where: object = [str(path), info.st_size, info.st_mtime_ns]
+            except (SourceError, OSError) as exc:
+                where = f"unavailable: {exc}"
+            parts.append([source.name, source.category, source.url, source.path,
+                          source.format, source.scope, source.max_bytes, where])
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def _read_compiled(self, signature: str) -> LoadResult | None:
+        try:
+            data = self.compiled_path.read_bytes()
+        except OSError:
+            return None
+        try:
+            size = int.from_bytes(data[:8], "little")
+            head = json.loads(data[8:8 + size])
+            if head.get("signature") != signature:
+                return None
+            matcher = Matcher.from_bytes(memoryview(data)[8 + size:])
+            statuses = tuple(_status_from_json(s) for s in head["statuses"])
+            bad = tuple(BadLine(**b) for b in head["bad"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the compiled lists (%s); building them again", exc)
+            return None
+        return LoadResult(matcher, statuses, bad)
+
+    def _write_compiled(self, signature: str, result: LoadResult) -> None:
+        head = json.dumps({
+            "signature": signature,
+            "statuses": [dataclasses.asdict(s) for s in result.statuses],
+            "bad": [dataclasses.asdict(b) for b in result.bad],
+        }).encode()
+        path = self.compiled_path
+        tmp = path.with_suffix(".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as out:
+                out.write(len(head).to_bytes(8, "little"))
+                out.write(head)
+                out.write(result.matcher.to_bytes())
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot keep the compiled lists in %s: %s", path, exc)
 
     def _load_one(
         self, builder: MatcherBuilder, source: ListSource
@@ -360,6 +430,17 @@ class ListLoader:
             last_error=error,
             from_cache=from_cache and copy.exists(),
         )
+
+
+_COMPILED_VERSION = 1
+"""Bump when the compiled layout or the parsers' output changes."""
+
+
+def _status_from_json(data: dict[str, object]) -> ListStatus:
+    fields = dict(data)
+    fields["bad_examples"] = tuple(
+        BadLine(**b) for b in fields["bad_examples"])  # type: ignore[attr-defined]
+    return ListStatus(**fields)  # type: ignore[arg-type]
 
 
 def _check_source(source: ListSource) -> None:

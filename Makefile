@@ -45,7 +45,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 ## bench: familydns vs unbound and dnsmasq (installs dnsperf, unbound and dnsmasq when
-## missing; about 15 minutes; results in bench/results/latest.md, see bench/README.md).
+## missing; about 10 minutes; results in bench/results/latest.md, see bench/README.md).
 ## Shorter: make bench BENCH_ARGS="--sizes 10000 --duration 3"
 BENCH_ARGS ?=
 bench: $(VENV)/.installed

@@ -55,7 +55,7 @@ MEMO_SECONDS = 1.0
 
 Within a second TTLs are still exact (they count whole seconds) and a schedule, pause or
 list change is felt at most a second late (a snapshot swap clears the memo at once)."""
-MEMO_MAX = 50_000
+MEMO_MAX = 10_000
 _REUSED = {"answered": "cached", "nxdomain": "cached"}
 """A reused upstream answer is counted as a cache hit."""
 # (valid until, answer bytes after the ID, its query counter, what to log on reuse)

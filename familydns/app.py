@@ -154,7 +154,6 @@ class App:
         self.policy.snapshot = snapshot
         if self.resolver is not None:
             self.resolver.forget_answers()
-        settle_garbage_collector()
 
     async def reload(self) -> bool:
         """Re-read config and lists, swap the snapshot; on any error keep the old one."""
@@ -204,7 +203,10 @@ class App:
                 log.warning("cannot read the profile store: %s", exc)
                 continue
             if version != self._store_version:
-                await self.store_changed()
+                try:
+                    await self.store_changed()
+                except Exception:  # noqa: BLE001 - the watcher must outlive any bug
+                    log.exception("applying a profile change failed")
 
     def _log_decision(self, now: float, client: ClientIdentity, qname: str, qtype: int,
                       decision: Decision) -> None:
@@ -232,6 +234,7 @@ class App:
         config = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.matcher = await asyncio.to_thread(self.load_lists, config)
+        settle_garbage_collector()
         state: StoreState | None = None
         if self.use_store:
             self.store = await Store.open(self.db_path, clock=self.clock)
@@ -280,7 +283,6 @@ class App:
             self._background.append(asyncio.create_task(self._refresh_forever()))
         if self.store is not None:
             self._background.append(asyncio.create_task(self._watch_store()))
-        settle_garbage_collector()
         log.info("familydns answering on %s", ", ".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses))
 
@@ -339,12 +341,13 @@ class App:
 
 
 def settle_garbage_collector() -> None:
-    """Move everything alive now (lists, snapshot, config) out of the collector's sight.
+    """Move what start-up built (lists, config) out of the collector's sight and collect
+    the older generations less often.
 
-    Python's cyclic collector walks every tracked object of a generation; with a policy
-    snapshot and a full cache that walk stalled the loop for tens of milliseconds (p99
-    latency). Long-lived objects are frozen after start and after each swap, and young
-    generations are collected less often."""
+    Python's cyclic collector walks every tracked object of a generation; with a full
+    cache that walk stalled the loop for tens of milliseconds (p99 latency). It runs
+    before the database is opened: a frozen cycle holding an unfinished SQLite statement
+    would pin the connection to an old snapshot, and profile changes would go unseen."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)

@@ -354,13 +354,22 @@ def test_every_valid_reply_decodes_to_its_in_bailiwick_records(data: bytes) -> N
     answer, authority = _in_tree(data)
     assert (reply.an, reply.ns, reply.ar) == (len(answer), len(authority), 0)
     assert reply.rcode == dns.message.from_wire(data).rcode()
-    assert list(reply.cnames) == [str(rr.rdata.label).rstrip(".").lower() for rr in answer
-                                  if rr.rtype == dnslib.QTYPE.CNAME]
+    assert list(reply.cnames) == [name for rr in answer for name in _chain_names(rr)]
     assert list(map(ipaddress.ip_address, reply.addresses)) == [
         address for rr in answer for address in _addresses(rr)]
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _chain_names(rr: dnslib.RR) -> list[str]:
+    """Names an answer leads on to: CNAME targets and HTTPS/SVCB TargetNames."""
+    if rr.rtype == dnslib.QTYPE.CNAME:
+        return [str(rr.rdata.label).rstrip(".").lower()]
+    if rr.rtype in (dnslib.QTYPE.HTTPS, dnslib.QTYPE.SVCB):
+        target = ".".join(label.decode("latin-1") for label in rr.rdata.target).lower()
+        return [target] if target else []
+    return []
 
 
 def _addresses(rr: dnslib.RR) -> list[Address]:

@@ -205,7 +205,7 @@ class App:
             if version != self._store_version:
                 try:
                     await self.store_changed()
-                except Exception:  # noqa: BLE001 - the watcher must outlive any bug
+                except Exception:  # the watcher must outlive any bug
                     log.exception("applying a profile change failed")
 
     def _log_decision(self, now: float, client: ClientIdentity, qname: str, qtype: int,

@@ -82,3 +82,25 @@ async def test_blocked_lookups_are_logged_and_allowed_ones_are_not(
             for r in rows] == [("www.bet365.com", "kid", "gambling", KID, "starter-gambling")]
     report = json.loads(await familydns(data, "report", "--json"))
     assert report[0]["top_domains"] == [["www.bet365.com", 1]]
+
+
+async def test_logs_follow_prints_new_blocked_lookups_as_they_come(
+        start_server: StartServer, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    await familydns(data, "profile", "add", "kid", "--age", "9")
+    await familydns(data, "device", "add", "kid", "--ip", KID)
+    server = await start_server(clock=FakeClock(time.time()))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "familydns", "--data-dir", str(data), "logs", "--follow",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await asyncio.sleep(1.0)  # --follow is now polling
+        assert (await ask(server, "www.pokerstars.com")).rcode() == dns.rcode.NXDOMAIN
+        assert server.app.log_writer is not None
+        await server.app.log_writer.flush()
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 5)
+        assert b"www.pokerstars.com" in line and b"gambling" in line
+    finally:
+        proc.kill()
+        await proc.wait()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import dns.asyncquery
@@ -35,6 +37,18 @@ def free_port() -> int:
                 return port
 
 
+@contextlib.asynccontextmanager
+async def serving(*args: str, data_dir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A familydns process that is killed on the way out if the test did not stop it."""
+    proc = await start_process(*args, data_dir=data_dir)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def start_process(*args: str, data_dir: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "FAMILYDNS_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     return await asyncio.create_subprocess_exec(
@@ -58,10 +72,9 @@ async def test_serve_answers_reloads_on_sighup_and_exits_0_on_sigterm(tmp_path: 
     async with FakeUpstream() as up:
         up.add("example.org", "A", "192.0.2.1")
         port = free_port()
-        proc = await start_process(
-            "serve", "--listen", f"127.0.0.1:{port}", "--upstream", up.url("udp"),
-            "--metrics", "off", data_dir=tmp_path)
-        try:
+        async with serving(
+                "serve", "--listen", f"127.0.0.1:{port}", "--upstream", up.url("udp"),
+                "--metrics", "off", data_dir=tmp_path) as proc:
             reply = await wait_answering(port)
             assert rrset_texts(reply, "A") == ["192.0.2.1"]
             proc.send_signal(signal.SIGHUP)
@@ -70,10 +83,6 @@ async def test_serve_answers_reloads_on_sighup_and_exits_0_on_sigterm(tmp_path: 
                 assert rrset_texts(reply, "A") == ["192.0.2.1"]
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 10)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         assert proc.stderr is not None
         log = (await proc.stderr.read()).decode()
         assert code == 0, log
@@ -97,8 +106,7 @@ async def test_a_bad_config_on_sighup_keeps_the_running_policy(tmp_path: Path) -
         config = tmp_path / "config.yaml"
         config.write_text(f"server: {{listen: ['127.0.0.1:{port}']}}\n"
                           f"upstreams: ['{up.url('udp')}']\nmetrics: {{listen: null}}\n")
-        proc = await start_process("serve", "--config", str(config), data_dir=tmp_path)
-        try:
+        async with serving("serve", "--config", str(config), data_dir=tmp_path) as proc:
             await wait_answering(port)
             config.write_text("upstreams: [oops\n")
             proc.send_signal(signal.SIGHUP)
@@ -107,10 +115,6 @@ async def test_a_bad_config_on_sighup_keeps_the_running_policy(tmp_path: Path) -
             assert rrset_texts(reply, "A") == ["192.0.2.1"]
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         assert proc.stderr is not None
         log = (await proc.stderr.read()).decode()
         assert "reload failed, keeping the previous policy" in log
@@ -127,9 +131,8 @@ async def test_drops_root_to_the_configured_user_after_binding(tmp_path: Path) -
         config = tmp_path / "config.yaml"
         config.write_text(f"server: {{listen: ['127.0.0.1:{port}'], user: nobody}}\n"
                           f"upstreams: ['{up.url('udp')}']\nmetrics: {{listen: null}}\n")
-        proc = await start_process("serve", "--config", str(config),
-                                   data_dir=tmp_path / "data")
-        try:
+        async with serving("serve", "--config", str(config),
+                           data_dir=tmp_path / "data") as proc:
             reply = await wait_answering(port)
             assert rrset_texts(reply, "A") == ["192.0.2.1"]
             status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -138,10 +141,6 @@ async def test_drops_root_to_the_configured_user_after_binding(tmp_path: Path) -
             assert (tmp_path / "data" / "familydns.db").stat().st_uid == nobody.pw_uid
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 async def test_profiles_that_cannot_compile_exit_1_without_hanging(tmp_path: Path) -> None:

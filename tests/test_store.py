@@ -18,20 +18,13 @@ from familydns.profiles.model import TemporaryAllow
 from familydns.store import LogEvent, LogWriter, Store, StoreError, values
 from familydns.store import connection as connection_module
 from familydns.store.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.conftest import FakeClock as Clock
 
 NOW = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
 TODAY = dt.date.fromtimestamp(NOW)
 HOUR = 3600.0
 
 
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -17,17 +17,12 @@ from familydns.resolver.identity import ClientIdentity
 from familydns.store import LogEvent, LogWriter, Store, query_log, report
 from familydns.store import connection as connection_module
 from familydns.store import log as log_module
+from tests.conftest import FakeClock as Clock
 
 NOW = 1_790_000_000.0  # Monday 2026-09-21 14:13:20 UTC
 DAY = 86_400.0
 
 
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -172,7 +172,7 @@ class App:
             self.matcher = matcher
             self.config = config
             assert self.resolver is not None
-            self.resolver.config = config
+            self.resolver.apply_config(config)
             self.metrics.reloads.labels("ok").inc()
             log.info("policy reloaded")
             return True

@@ -17,6 +17,7 @@ import dns.rdatatype
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 
+from familydns.config import load_config_data
 from tests.conftest import Running, StartServer, base_config, rrset_texts
 from tests.upstream import FakeUpstream
 
@@ -209,3 +210,13 @@ async def test_records_outside_the_question_are_never_served_or_cached(
         other = await server.query(name, "A", tcp=tcp)
         assert "203.0.113" not in other.to_text()
         assert upstream.count(name, "A") == 1                 # asked, not taken from cache
+
+
+async def test_a_reload_applies_a_new_access_list(start_server: StartServer) -> None:
+    server = await start_server()
+    assert (await server.query("example.org", "A")).rcode() == dns.rcode.NOERROR
+    data = base_config([server.app.config.upstreams.servers[0].url],
+                       server={"allow_from": ["127.0.0.2/32"]})
+    server.app.load_config = lambda: load_config_data(data, "test config")
+    assert await server.app.reload()
+    assert (await server.query("example.org", "A")).rcode() == dns.rcode.REFUSED

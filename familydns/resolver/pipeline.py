@@ -73,22 +73,27 @@ class Resolver:
         clock: Callable[[], float] = time.time,
         on_decision: DecisionSink | None = None,
     ) -> None:
-        self.config = config
         self.upstreams = upstreams
         self.cache = cache
         self.policy = policy
         self.metrics = metrics
         self.clock = clock
         self.on_decision = on_decision
-        self.max_udp = config.server.max_udp_size
         self._fetches: dict[bytes, asyncio.Future[Entry]] = {}
-        self.access = AccessList.build(config.server.allow_from)
-        self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_limit_burst)
-        self.local_domains = tuple(d.strip(".").lower() for d in config.household.local_domains)
         self._per_client: dict[str, int] = {}
         self.memo: dict[tuple[str, bytes], Memo] = {}
         self.memo_max = MEMO_MAX
+        self.apply_config(config)
         self._blocked_children: dict[tuple[str, str], Any] = {}
+
+    def apply_config(self, config: Config) -> None:
+        """Take the settings the chain reads per query (at start and on reload)."""
+        self.config = config
+        self.max_udp = config.server.max_udp_size
+        self.access = AccessList.build(config.server.allow_from)
+        self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_limit_burst)
+        self.local_domains = tuple(d.strip(".").lower() for d in config.household.local_domains)
+        self.memo.clear()
 
     def forget_answers(self) -> None:
         """Drop memoised answers: called when the policy snapshot is replaced."""

@@ -168,11 +168,17 @@ class App:
                 return False
             if config.server.listen != self.config.server.listen:
                 log.warning("listen addresses changed: restart familydns to apply them")
+            assert self.resolver is not None
+            if config.upstreams != self.config.upstreams:
+                old_pool, self.pool = self.pool, UpstreamPool(config.upstreams, self.metrics)
+                self.resolver.upstreams = self.pool
+                if old_pool is not None:
+                    self._background.append(asyncio.create_task(old_pool.close()))
             self._swap(snapshot)
             self.matcher = matcher
             self.config = config
-            assert self.resolver is not None
             self.resolver.apply_config(config)
+            self.resolver.cache.config = config.cache
             self.metrics.reloads.labels("ok").inc()
             log.info("policy reloaded")
             return True

@@ -15,6 +15,7 @@ import dns.rcode
 import pytest
 import trustme
 
+from familydns.config import load_config_data
 from tests.conftest import StartServer, base_config, rrset_texts, run_command
 from tests.upstream import FakeUpstream, make_tls
 
@@ -400,3 +401,17 @@ async def test_ipv6_listener(start_server: StartServer, upstream: FakeUpstream) 
     for tcp in (False, True):
         reply = await server.query("example.org", "A", tcp=tcp)
         assert rrset_texts(reply, "A") == ["192.0.2.1"]
+
+
+async def test_a_reload_switches_to_new_upstreams(start_server: StartServer,
+                                                  upstream: FakeUpstream) -> None:
+    server = await start_server()
+    async with FakeUpstream() as other:
+        other.add("example.org", "A", "192.0.2.99")
+        data = base_config([other.url("udp")])
+        server.app.load_config = lambda: load_config_data(data, "test config")
+        assert await server.app.reload()
+        reply = await server.query("example.org", "AAAA")
+        assert other.count("example.org", "AAAA") == 1
+        assert upstream.count("example.org", "AAAA") == 0
+        assert reply.rcode() == dns.rcode.NOERROR

@@ -30,6 +30,7 @@ from familydns.resolver import wire
 from familydns.resolver.access import AccessList, RateLimiter
 from familydns.resolver.cache import Cache, Entry, entry_of, render
 from familydns.resolver.identity import ClientIdentity
+from familydns.resolver.neighbours import NeighbourTable
 
 log = logging.getLogger("familydns.resolver")
 
@@ -81,6 +82,7 @@ class Resolver:
         self.on_decision = on_decision
         self._fetches: dict[bytes, asyncio.Future[Entry]] = {}
         self._per_client: dict[str, int] = {}
+        self.neighbours = NeighbourTable()
         self.memo: dict[tuple[str, bytes], Memo] = {}
         self.memo_max = MEMO_MAX
         self.apply_config(config)
@@ -129,8 +131,10 @@ class Resolver:
             return self._done(query, wire.build_response(query, wire.REFUSED), "refused",
                               start, limit)
         edns = query.edns
-        client = ClientIdentity(address, edns.mac, edns.subnet) if edns else ClientIdentity(
-            address)
+        mac = edns.mac if edns is not None else None
+        if mac is None:
+            mac = self.neighbours.mac_for(address)
+        client = ClientIdentity(address, mac, edns.subnet if edns is not None else None)
         now = self.clock()
         decision = self.policy.decide(client, query.qname, query.qtype, now)
         action = decision.action

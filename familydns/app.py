@@ -18,7 +18,7 @@ import pwd
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,6 @@ class App:
         self.loader = ListLoader(data_dir)
         self.matcher: Matcher = Matcher.empty()
         self.list_statuses: tuple[ListStatus, ...] = ()
-        self.store: Store | None = None
         self.log_writer: LogWriter | None = None
         self._store_version: int | None = None
         self.policy: SnapshotPolicy | None = None
@@ -142,10 +141,24 @@ class App:
         return build_snapshot(config, matcher, overrides, reference_date=today,
                               version=state.version if state else 0, built_at=self.clock())
 
+    @contextlib.asynccontextmanager
+    async def _store(self) -> AsyncIterator[Store]:
+        """A short-lived connection for each look at the profile store.
+
+        A long-lived reader was seen stuck on an old snapshot in long test runs (a
+        pause made by the CLI never became visible); a fresh connection always reads
+        the latest commit, and costs about a millisecond per poll."""
+        store = await Store.open(self.db_path, clock=self.clock, check=False)
+        try:
+            yield store
+        finally:
+            await store.close()
+
     async def _store_state(self, config: Config) -> StoreState | None:
-        if self.store is None:
+        if not self.use_store:
             return None
-        state = await self.store.load(config.household.name, self.clock())
+        async with self._store() as store:
+            state = await store.load(config.household.name, self.clock())
         self._store_version = state.version
         return state
 
@@ -200,11 +213,11 @@ class App:
 
     async def _watch_store(self) -> None:
         """Poll the store's version so CLI changes apply within about a second."""
-        assert self.store is not None
         while True:
             await asyncio.sleep(self.store_poll)
             try:
-                version = await self.store.version(self.config.household.name)
+                async with self._store() as store:
+                    version = await store.version(self.config.household.name)
             except Exception as exc:  # noqa: BLE001 - a store hiccup must never stop DNS
                 log.warning("cannot read the profile store: %s", exc)
                 continue
@@ -243,9 +256,10 @@ class App:
         settle_garbage_collector()
         state: StoreState | None = None
         if self.use_store:
-            self.store = await Store.open(self.db_path, clock=self.clock)
+            # Opened once with the full check: migrations, and a corrupt file moved aside.
+            await (await Store.open(self.db_path, clock=self.clock)).close()
             self.log_writer = LogWriter(
-                self.store, retention_days=config.log.retention_days, clock=self.clock,
+                self.db_path, retention_days=config.log.retention_days, clock=self.clock,
                 on_drop=self.metrics.log_dropped.inc)
             self._log_task = asyncio.create_task(self.log_writer.run())
             state = await self._store_state(config)
@@ -287,7 +301,7 @@ class App:
                           exc.strerror or exc)
         if any(s.url for s in all_sources(config)):
             self._background.append(asyncio.create_task(self._refresh_forever()))
-        if self.store is not None:
+        if self.use_store:
             self._background.append(asyncio.create_task(self._watch_store()))
         log.info("familydns answering on %s", ", ".join(
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses))
@@ -339,9 +353,6 @@ class App:
             self._metrics_server.server_close()
         if log_writer is not None:
             await log_writer.close()
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
         self._udp.clear()
         self._tcp_servers.clear()
 

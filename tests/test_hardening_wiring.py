@@ -220,3 +220,21 @@ async def test_a_reload_applies_a_new_access_list(start_server: StartServer) -> 
     server.app.load_config = lambda: load_config_data(data, "test config")
     assert await server.app.reload()
     assert (await server.query("example.org", "A")).rcode() == dns.rcode.REFUSED
+
+
+async def test_a_response_from_a_refused_source_gets_no_answer(
+        start_server: StartServer) -> None:
+    server = await start_server(server={"allow_from": ["127.0.0.2/32"]})
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect((server.host, server.port))
+    response = dns.message.make_response(dns.message.make_query("example.org", "A"))
+    await loop.sock_sendall(sock, response.to_wire())
+    try:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 512), 0.3)
+    except TimeoutError:
+        data = None
+    sock.close()
+    assert data is None
+    assert server.metric("familydns_dropped_queries_total", reason="not_allowed") == 1

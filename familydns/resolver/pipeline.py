@@ -150,14 +150,14 @@ class Resolver:
         if self.on_decision is not None and self.config.log.log_allowed:
             self.on_decision(now, client, query.qname, query.qtype, decision)
             logged = decision
+        if query.qtype == wire.T_ANY:
+            return self._done(query, self._minimal_any(query), "answered", start, limit,
+                              client, now + MEMO_SECONDS)
         entry = self.cache.get(query.key, now)
         if entry is not None and entry.fresh(now):
             self.metrics.cache_hits.inc()
             return self._answer(query, client, entry, now, start, limit, "cached",
                                 logged=logged, decision=decision)
-        if query.qtype == wire.T_ANY:
-            return self._done(query, self._minimal_any(query), "answered", start, limit,
-                              client, now + MEMO_SECONDS)
         self.metrics.cache_misses.inc()
         waiting = self._per_client.get(address, 0)
         if waiting >= self.config.server.max_inflight_per_client:
@@ -170,8 +170,10 @@ class Resolver:
         """REFUSED for a client outside the access list: no decoding beyond the header,
         no policy, no upstream query."""
         self.metrics.dropped.labels(reason).inc()
+        if len(data) < 12 or data[2] & 0x80:
+            return None  # never answer a response: two servers could bounce it for ever
         return wire.error_response(data, WireError(reason, wire.peek_id(data), wire.REFUSED),
-                                   self.max_udp) if len(data) >= 12 else None
+                                   self.max_udp)
 
     def _limit(self, query: wire.Query, transport: str) -> int:
         if transport != "udp":

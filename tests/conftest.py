@@ -45,11 +45,15 @@ class Running:
     metrics: Metrics
 
     async def query(self, name: str, rdtype: str = "A", *, tcp: bool = False,
-                    timeout: float = 3.0, **make: Any) -> dns.message.Message:
+                    timeout: float = 3.0, source: str | None = None,
+                    **make: Any) -> dns.message.Message:
+        """Ask over UDP (or TCP) from ``source``, a loopback address standing for a device."""
         q = dns.message.make_query(name, rdtype, **make)
         if tcp:
-            return await dns.asyncquery.tcp(q, self.host, port=self.port, timeout=timeout)
-        return await dns.asyncquery.udp(q, self.host, port=self.port, timeout=timeout)
+            return await dns.asyncquery.tcp(q, self.host, port=self.port, timeout=timeout,
+                                            source=source)
+        return await dns.asyncquery.udp(q, self.host, port=self.port, timeout=timeout,
+                                        source=source)
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.metrics.registry.get_sample_value(name, labels)

@@ -27,12 +27,7 @@ DROPPED = "familydns_dropped_queries_total"
 
 async def ask(server: Running, name: str, rdtype: str = "A", source: str = "127.0.0.1",
               tcp: bool = False, timeout: float = 3.0) -> dns.message.Message:
-    q = dns.message.make_query(name, rdtype)
-    if tcp:
-        return await dns.asyncquery.tcp(q, server.host, port=server.port, source=source,
-                                        timeout=timeout)
-    return await dns.asyncquery.udp(q, server.host, port=server.port, source=source,
-                                    timeout=timeout)
+    return await server.query(name, rdtype, tcp=tcp, timeout=timeout, source=source)
 
 
 # ---------------------------------------------------------------- access list

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dns.asyncquery
-import dns.message
 import dns.rcode
 
 from familydns.resolver.neighbours import NeighbourTable, parse_arp_table
@@ -48,10 +46,7 @@ async def test_a_lan_device_without_the_mac_option_gets_its_profile(
         {"name": "kid", "age": 8, "devices": [{"mac": "aa:bb:cc:dd:ee:07"}]}])
     assert server.app.resolver is not None
     server.app.resolver.neighbours = NeighbourTable(arp)
-    q = dns.message.make_query("facebook.com", "A")
-    kid = await dns.asyncquery.udp(q, server.host, port=server.port, source="127.0.0.7",
-                                   timeout=3)
-    other = await dns.asyncquery.udp(q, server.host, port=server.port, source="127.0.0.8",
-                                     timeout=3)
+    kid = await server.query("facebook.com", "A", source="127.0.0.7")
+    other = await server.query("facebook.com", "A", source="127.0.0.8")
     assert kid.rcode() == dns.rcode.NXDOMAIN
     assert rrset_texts(other, "A") == ["192.0.2.10"]

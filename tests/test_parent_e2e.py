@@ -27,9 +27,7 @@ async def familydns(data_dir: Path, *args: str) -> str:
 
 
 async def ask(server: Running, name: str, timeout: float = 3.0) -> dns.message.Message:
-    q = dns.message.make_query(name, "A")
-    return await dns.asyncquery.udp(q, server.host, port=server.port, source=KID,
-                                    timeout=timeout)
+    return await server.query(name, "A", timeout=timeout, source=KID)
 
 
 async def wait_for_rcode(server: Running, name: str, rcode: dns.rcode.Rcode,

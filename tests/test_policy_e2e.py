@@ -67,9 +67,7 @@ async def family(start_server: StartServer, family_upstream: FakeUpstream) -> Ru
 
 async def ask(server: Running, name: str, rdtype: str = "A", source: str = ANNA,
               **make: object) -> dns.message.Message:
-    q = dns.message.make_query(name, rdtype, **make)  # type: ignore[arg-type]
-    return await dns.asyncquery.udp(q, server.host, port=server.port, source=source,
-                                    timeout=3)
+    return await server.query(name, rdtype, source=source, **make)
 
 
 def ede_texts(msg: dns.message.Message) -> list[str]:

@@ -107,18 +107,17 @@ class Resolver:
                ) -> bytes | None | Coroutine[Any, Any, bytes | None]:
         if not self.access.allowed(address):
             return self._refuse(data, "not_allowed")
-        if not self.limiter.allow(address, self.clock()):
+        now = self.clock()
+        if not self.limiter.allow(address, now):
             self.metrics.dropped.labels("rate_limit").inc()
             return None
         if transport == "udp":
             memo = self.memo.get((address, data[2:]))
-            if memo is not None:
-                now = self.clock()
-                if now < memo[0]:
-                    memo[2].inc()
-                    if memo[3] is not None:
-                        self._report(now, *memo[3])
-                    return data[:2] + memo[1]
+            if memo is not None and now < memo[0]:
+                memo[2].inc()
+                if memo[3] is not None:
+                    self._report(now, *memo[3])
+                return data[:2] + memo[1]
         start = time.perf_counter()
         try:
             query = wire.parse_query(data)
@@ -135,7 +134,6 @@ class Resolver:
         if mac is None:
             mac = self.neighbours.mac_for(address)
         client = ClientIdentity(address, mac, edns.subnet if edns is not None else None)
-        now = self.clock()
         decision = self.policy.decide(client, query.qname, query.qtype, now)
         action = decision.action
         if action is Action.BLOCK:

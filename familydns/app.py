@@ -272,7 +272,7 @@ class App:
                       "their devices get the default profile", exc)
             snapshot = self.compile(config, self.matcher, None)
         self.policy = SnapshotPolicy(snapshot)
-        cache = Cache(config.cache, on_evict=self.metrics.cache_evictions.inc)
+        cache = Cache(config.cache, on_evict=lambda: self.metrics.cache_event("evictions"))
         self.metrics.track_cache_size(cache.__len__)
         self.pool = UpstreamPool(config.upstreams, self.metrics)
         self.resolver = Resolver(

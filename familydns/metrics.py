@@ -1,16 +1,24 @@
 """Prometheus metrics, all named ``familydns_*``, on one injectable registry.
 
 Labels stay low-cardinality (query type, result, profile, category, upstream URL): never
-a query name or a client address. Label children are cached so the per-query cost is a
-dict lookup and an increment.
+a query name or a client address.
+
+The counters every query touches (queries, latency, cache, blocks, upstream requests)
+are plain integers in dicts, turned into metric families only when Prometheus scrapes:
+a ``prometheus_client`` counter takes a lock per increment, which cost more than the
+rest of a cache hit. Rare events (drops, reloads, TCP connections) keep the library's
+own counters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from familydns.resolver.wire import TYPE_NAMES
 
@@ -20,32 +28,84 @@ RESULTS = ("answered", "cached", "stale", "blocked", "rewritten", "servfail", "r
            "formerr", "nxdomain")
 
 
+class Histogram:
+    """Bucket counts and a sum; ``observe`` is one bisect and two additions."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = _LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative ``le`` buckets as Prometheus expects them, ``+Inf`` last."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class HotCounters(Collector):
+    """The per-query counters, exported at scrape time."""
+
+    def __init__(self) -> None:
+        self.queries: dict[tuple[str, str], int] = {}
+        self.latency = Histogram()
+        self.cache = {"hits": 0, "misses": 0, "stale": 0, "evictions": 0}
+        self.blocked: dict[tuple[str, str], int] = {}
+        self.upstream: dict[tuple[str, str], int] = {}
+        self.upstream_latency: dict[str, Histogram] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        queries = CounterMetricFamily("familydns_queries", "DNS queries answered, by type "
+                                      "and result", labels=["qtype", "result"])
+        for (qtype, result), n in dict(self.queries).items():
+            queries.add_metric([qtype, result], n)
+        yield queries
+        latency = HistogramMetricFamily("familydns_response_seconds",
+                                        "Time from query to answer")
+        latency.add_metric([], self.latency.buckets(), self.latency.total)
+        yield latency
+        cache = dict(self.cache)
+        for key, help_text in (("hits", "Answers served from the cache"),
+                               ("misses", "Lookups not in the cache"),
+                               ("stale", "Expired answers served because upstreams failed"),
+                               ("evictions", "Entries evicted to keep the cache small")):
+            name = "stale_answers" if key == "stale" else key
+            yield CounterMetricFamily(f"familydns_cache_{name}", help_text, cache[key])
+        blocked = CounterMetricFamily("familydns_blocked", "Blocked lookups",
+                                      labels=["profile", "category"])
+        for (profile, category), n in dict(self.blocked).items():
+            blocked.add_metric([profile, category], n)
+        yield blocked
+        requests = CounterMetricFamily("familydns_upstream_requests", "Queries sent "
+                                       "upstream, by upstream and result",
+                                       labels=["upstream", "result"])
+        for (upstream, result), n in dict(self.upstream).items():
+            requests.add_metric([upstream, result], n)
+        yield requests
+        seconds = HistogramMetricFamily("familydns_upstream_seconds", "Upstream response "
+                                        "time", labels=["upstream"])
+        for upstream, histogram in dict(self.upstream_latency).items():
+            seconds.add_metric([upstream], histogram.buckets(), histogram.total)
+        yield seconds
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.queries = Counter("familydns_queries_total", "DNS queries answered, by type and "
-                               "result", ["qtype", "result"], registry=r)
-        self.latency = Histogram("familydns_response_seconds", "Time from query to answer",
-                                 buckets=_LATENCY_BUCKETS, registry=r)
-        self.cache_hits = Counter("familydns_cache_hits_total", "Answers served from the cache",
-                                  registry=r)
-        self.cache_misses = Counter("familydns_cache_misses_total", "Lookups not in the cache",
-                                    registry=r)
-        self.cache_stale = Counter("familydns_cache_stale_answers_total",
-                                   "Expired answers served because upstreams failed",
-                                   registry=r)
-        self.cache_evictions = Counter("familydns_cache_evictions_total",
-                                       "Entries evicted to keep the cache at its size cap",
-                                       registry=r)
+        self.hot = HotCounters()
+        r.register(self.hot)
         self.cache_entries = Gauge("familydns_cache_entries", "Entries in the cache",
                                    registry=r)
-        self.upstream_requests = Counter("familydns_upstream_requests_total",
-                                         "Queries sent upstream, by upstream and result",
-                                         ["upstream", "result"], registry=r)
-        self.upstream_latency = Histogram("familydns_upstream_seconds",
-                                          "Upstream response time", ["upstream"],
-                                          buckets=_LATENCY_BUCKETS, registry=r)
         self.upstream_rejected_replies = Counter(
             "familydns_upstream_rejected_replies_total",
             "Datagrams ignored because ID, question or sender did not match (spoofing)",
@@ -55,8 +115,6 @@ class Metrics:
                                  registry=r)
         self.dropped = Counter("familydns_dropped_queries_total",
                                "Queries dropped at a resource bound", ["reason"], registry=r)
-        self.blocked = Counter("familydns_blocked_total", "Blocked lookups",
-                               ["profile", "category"], registry=r)
         self.tcp_connections = Gauge("familydns_tcp_connections", "Open client TCP connections",
                                      registry=r)
         self.reloads = Counter("familydns_reloads_total", "Policy reloads by result",
@@ -65,32 +123,41 @@ class Metrics:
         self.log_dropped = Counter("familydns_log_dropped_total",
                                    "Log rows dropped because the log queue was full",
                                    registry=r)
-        self._query_children: dict[tuple[int, str], Counter] = {}
-        self._upstream_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
-    def query_child(self, qtype: int, result: str) -> Counter:
-        """The counter for (qtype, result), cached: the memoised path only increments."""
-        child = self._query_children.get((qtype, result))
-        if child is None:
-            label = TYPE_NAMES.get(qtype, "other")
-            child = self.queries.labels(label, result)
-            self._query_children[(qtype, result)] = child
-        return child
+    @staticmethod
+    def query_key(qtype: int, result: str) -> tuple[str, str]:
+        """The (qtype, result) label pair, computed once for answers counted again."""
+        return TYPE_NAMES.get(qtype, "other"), result
 
     def query(self, qtype: int, result: str, seconds: float) -> None:
-        self.query_child(qtype, result).inc()
-        self.latency.observe(seconds)
+        queries = self.hot.queries
+        key = (TYPE_NAMES.get(qtype, "other"), result)
+        queries[key] = queries.get(key, 0) + 1
+        self.hot.latency.observe(seconds)
+
+    def query_reused(self, key: tuple[str, str]) -> None:
+        """A memoised answer: counted, with no latency worth a bucket."""
+        queries = self.hot.queries
+        queries[key] = queries.get(key, 0) + 1
+
+    def cache_event(self, kind: str) -> None:
+        """``hits``, ``misses``, ``stale`` or ``evictions``."""
+        self.hot.cache[kind] += 1
+
+    def block(self, profile: str, category: str) -> None:
+        blocked = self.hot.blocked
+        key = (profile, category)
+        blocked[key] = blocked.get(key, 0) + 1
 
     def upstream_result(self, upstream: str, result: str, seconds: float) -> None:
+        counts = self.hot.upstream
         key = (upstream, result)
-        children = self._upstream_children.get(key)
-        if children is None:
-            children = self._upstream_children[key] = (
-                self.upstream_requests.labels(upstream, result),
-                self.upstream_latency.labels(upstream))
-        children[0].inc()
+        counts[key] = counts.get(key, 0) + 1
         if result == "ok":
-            children[1].observe(seconds)
+            histogram = self.hot.upstream_latency.get(upstream)
+            if histogram is None:
+                histogram = self.hot.upstream_latency[upstream] = Histogram()
+            histogram.observe(seconds)
 
     def upstream_rejected(self, upstream: str) -> None:
         self.upstream_rejected_replies.labels(upstream).inc()

@@ -60,7 +60,7 @@ MEMO_MAX = 10_000
 _REUSED = {"answered": "cached", "nxdomain": "cached"}
 """A reused upstream answer is counted as a cache hit."""
 # (valid until, answer bytes after the ID, its query counter, what to log on reuse)
-Memo = tuple[float, bytes, Any, "tuple[ClientIdentity, wire.Query, Decision] | None"]
+Memo = tuple[float, bytes, tuple[str, str], "tuple[ClientIdentity, wire.Query, Decision] | None"]
 
 
 class Resolver:
@@ -86,7 +86,6 @@ class Resolver:
         self.memo: dict[tuple[str, bytes], Memo] = {}
         self.memo_max = MEMO_MAX
         self.apply_config(config)
-        self._blocked_children: dict[tuple[str, str], Any] = {}
 
     def apply_config(self, config: Config) -> None:
         """Take the settings the chain reads per query (at start and on reload)."""
@@ -114,7 +113,7 @@ class Resolver:
         if transport == "udp":
             memo = self.memo.get((address, data[2:]))
             if memo is not None and now < memo[0]:
-                memo[2].inc()
+                self.metrics.query_reused(memo[2])
                 if memo[3] is not None:
                     self._report(now, *memo[3])
                 return data[:2] + memo[1]
@@ -153,10 +152,10 @@ class Resolver:
                               client, now + MEMO_SECONDS)
         entry = self.cache.get(query.key, now)
         if entry is not None and entry.fresh(now):
-            self.metrics.cache_hits.inc()
+            self.metrics.cache_event("hits")
             return self._answer(query, client, entry, now, start, limit, "cached",
                                 logged=logged, decision=decision)
-        self.metrics.cache_misses.inc()
+        self.metrics.cache_event("misses")
         waiting = self._per_client.get(address, 0)
         if waiting >= self.config.server.max_inflight_per_client:
             self.metrics.dropped.labels("client_inflight_limit").inc()
@@ -192,18 +191,14 @@ class Resolver:
                 self.memo.clear()
             log_args = None if logged is None else (client, query, logged)
             self.memo[(client.address, query.raw[2:])] = (
-                until, response[2:], self.metrics.query_child(query.qtype, _REUSED.get(
+                until, response[2:], self.metrics.query_key(query.qtype, _REUSED.get(
                     result, result)), log_args)
         return response
 
     def _report(self, now: float, client: ClientIdentity, query: wire.Query,
                 decision: Decision) -> None:
         if decision.action is Action.BLOCK:
-            key = (decision.profile, decision.category or "policy")
-            child = self._blocked_children.get(key)
-            if child is None:
-                child = self._blocked_children[key] = self.metrics.blocked.labels(*key)
-            child.inc()
+            self.metrics.block(decision.profile, decision.category or "policy")
         if self.on_decision is not None:
             self.on_decision(now, client, query.qname, query.qtype, decision)
 
@@ -227,7 +222,7 @@ class Resolver:
                 return self._done(query, self._blocked(query, blocked), "blocked", start,
                                   limit, client, until, blocked)
         if stale:
-            self.metrics.cache_stale.inc()
+            self.metrics.cache_event("stale")
             ede = wire.ede_option(wire.EDE_STALE, "served from cache: upstreams unreachable")
             response = render(entry, query, now, self.max_udp,
                               self.config.cache.stale_answer_ttl, ede)

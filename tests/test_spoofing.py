@@ -100,18 +100,35 @@ async def test_forged_replies_are_rejected_and_the_real_one_wins(
     assert rrset_texts(cached, "A") == [REAL]
 
 
-async def test_a_forgery_differing_only_in_letter_case_is_accepted(
+async def test_a_forgery_differing_only_in_letter_case_is_rejected(
         slow: Running, upstream: FakeUpstream) -> None:
-    """What the code does today: questions are compared case-insensitively (RFC 4343)
-    and the upstream query keeps the client's letter case, so there is no 0x20 bit
-    randomisation. A forgery with the right ID and port and the name in other letters
-    is accepted; only the 16-bit ID and the source port protect the query. Recorded here
-    so a change (adding 0x20 would make this forgery fail) is a deliberate one."""
+    """0x20: the upstream query carries the name in random letter case and the reply
+    must echo it exactly, so a forgery with the right ID and port but the name in other
+    letters is ignored (and counted), and the real answer wins."""
     client, sent = await race(slow, upstream)
     on_path = SpoofSender(sent.source, via=upstream, seed=3)
-    on_path._emit(with_id(on_path.forged("BANK.EXAMPLE.ORG", "A"), sent.id))
+    before = rejected(slow, upstream)
+    asked = str(sent.message.q.qname).rstrip(".")
+    for letters in ("BANK.EXAMPLE.ORG", "bank.example.org"):
+        if letters != asked:
+            on_path._emit(with_id(on_path.forged(letters, "A"), sent.id))
     reply = await client
-    assert rrset_texts(reply, "A") == [POISON]
+    assert rrset_texts(reply, "A") == [REAL]
+    assert rejected(slow, upstream) >= before + 1
+
+
+async def test_upstream_queries_carry_random_letter_case(
+        start_server: StartServer, upstream: FakeUpstream) -> None:
+    """Each upstream query spells the name in its own random case; answers reach the
+    client in the client's own spelling."""
+    server = await start_server()
+    spellings = set()
+    for i in range(20):
+        reply = await server.query(f"casetest{i}.example.org", "A")
+        assert str(reply.question[0].name) == f"casetest{i}.example.org."
+        [sent] = [q for q in upstream.queries if q.qname == f"casetest{i}.example.org"]
+        spellings.add(str(sent.message.q.qname)[len(f"casetest{i}"):])
+    assert len(spellings) > 10, spellings
 
 
 async def test_a_forgery_accepted_by_id_but_for_another_name_never_lands_in_the_cache(
@@ -195,10 +212,12 @@ async def blast(server: Running, names: list[str], concurrency: int = 50,
 
 async def test_source_ports_vary_per_query(start_server: StartServer,
                                            upstream: FakeUpstream) -> None:
-    """RFC 5452: with a random port per query an off-path attacker must guess ~2^16 ports
-    times 2^16 IDs. Linux hands out ports at random from about 28,000, so 10,000 queries
-    on fresh ports give about 8,400 distinct ones; the bound leaves wide room."""
-    server = await start_server()
+    """RFC 5452 with ``queries_per_port: 1``: with a random port per query an off-path
+    attacker must guess ~2^16 ports times 2^16 IDs. Linux hands out ports at random from
+    about 28,000, so 10,000 queries on fresh ports give about 8,400 distinct ones; the
+    bound leaves wide room."""
+    server = await start_server(config=base_config([upstream.url("udp")],
+                                                   upstreams={"queries_per_port": 1}))
     names = [f"cold{i}.example.org" for i in range(UPSTREAM_QUERIES)]
     replies = await blast(server, names)
     assert all(dns.message.from_wire(r).rcode() == dns.rcode.NXDOMAIN for r in replies)
@@ -206,3 +225,15 @@ async def test_source_ports_vary_per_query(start_server: StartServer,
     ports = {q.source[1] for q in upstream.queries}
     assert len(ports) > UPSTREAM_QUERIES // 2, (
         f"{len(ports)} distinct source ports for {UPSTREAM_QUERIES} upstream queries")
+
+
+async def test_by_default_a_source_port_carries_at_most_32_queries(
+        start_server: StartServer, upstream: FakeUpstream) -> None:
+    server = await start_server()
+    names = [f"pooled{i}.example.org" for i in range(2_000)]
+    await blast(server, names)
+    per_port: dict[int, int] = {}
+    for q in upstream.queries:
+        per_port[q.source[1]] = per_port.get(q.source[1], 0) + 1
+    assert max(per_port.values()) <= 32
+    assert len(per_port) >= 2_000 // 32

@@ -1,9 +1,13 @@
 """Talking to upstream resolvers: UDP (with TCP fallback on TC), TCP and DNS-over-TLS.
 
 Spoofing resistance (RFC 5452): every UDP query gets a fresh random ID from ``secrets``
-and its own connected socket, so the kernel picks a random source port and drops
-datagrams from any other address; a reply is accepted only with the same ID, the QR bit
-and the same question. Anything else is counted and ignored while we keep waiting.
+and the letters of its name in random case (the "0x20" bits, one per letter, which the
+upstream echoes); it leaves from a connected socket with a random source port, so the
+kernel drops datagrams from any other address. A reply is accepted only with the same
+ID, the QR bit and the question byte for byte, letter case included. Anything else is
+counted and ignored while we keep waiting. A source port carries
+``upstreams.queries_per_port`` queries before a new one is opened (opening one costs the
+kernel more than the rest of a cache miss).
 
 Health: upstreams are tried in configured order, but one that failed is set aside for a
 backoff that grows with consecutive failures (1 s .. 60 s), so a dead upstream stops
@@ -45,17 +49,16 @@ class _NoMetrics:
         pass
 
 
-def _matches(data: bytes, qid: int, question: bytes) -> bool:
-    """Is this datagram the reply to our query? (ID, QR bit, one question, same question)."""
+def _matches(data: bytes, qid: int, question: bytes, exact: bool = False) -> bool:
+    """Is this datagram the reply to our query? (ID, QR bit, one question, same question;
+    with ``exact``, the same letter case too: the 0x20 bits we chose)."""
     if len(data) < 12 + len(question):
         return False
     rid, flags, qd = struct.unpack_from("!HHH", data, 0)
-    return (
-        rid == qid
-        and flags & wire.QR != 0
-        and qd == 1
-        and wire.same_question(data[12:12 + len(question)], question)
-    )
+    if rid != qid or not flags & wire.QR or qd != 1:
+        return False
+    echoed = data[12:12 + len(question)]
+    return echoed == question if exact else wire.same_question(echoed, question)
 
 
 class _Port:
@@ -74,11 +77,11 @@ class UdpPorts:
     """UDP sockets to one upstream, each carrying at most ``per_port`` queries.
 
     A new socket means a new random source port from the kernel; a connected socket
-    makes the kernel drop datagrams from any other address. A fresh socket per query
-    costs about as much CPU as the rest of a cache miss (socket, connect, first send,
-    epoll registration), so a socket carries a few queries before it is replaced:
-    ``per_port = 1`` gives every query its own port. Replies must match a pending ID
-    and its question; everything else is counted and ignored.
+    makes the kernel drop datagrams from any other address. ``per_port = 1`` gives every
+    query its own port, at about 40 us of kernel time per query (socket, connect, the
+    first send binding a port, epoll registration, close). Replies must match a pending
+    ID and its question exactly (letter case included); everything else is counted and
+    ignored.
     """
 
     def __init__(self, host: str, port: int, per_port: int,
@@ -88,7 +91,7 @@ class UdpPorts:
         self.per_port = max(1, per_port)
         self.on_reject = on_reject
         self.active: _Port | None = None
-        self.ports: dict[asyncio.Future[bytes], _Port] = {}
+        self.ports: dict[asyncio.Future[bytes], tuple[_Port, int]] = {}
 
     def _open(self) -> _Port:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
@@ -103,6 +106,8 @@ class UdpPorts:
         return port
 
     def send(self, question: bytes, make: Callable[[int], bytes]) -> asyncio.Future[bytes]:
+        """Send ``make(id)``; the future gets the reply whose question is ``question``
+        byte for byte."""
         port = self.active
         if port is None or port.uses >= self.per_port:
             if port is not None and not port.pending:
@@ -111,27 +116,29 @@ class UdpPorts:
                 port = self.active = self._open()
             except OSError as exc:
                 raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
-        qid = secrets.randbits(16)
-        while qid in port.pending:
-            qid = secrets.randbits(16)
+        pending = port.pending
+        qid = _random_id()
+        while qid in pending:
+            qid = _random_id()
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         try:
             port.sock.send(make(qid))
         except OSError as exc:
             raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
         port.uses += 1
-        port.pending[qid] = (question, fut)
-        self.ports[fut] = port
+        pending[qid] = (question, fut)
+        self.ports[fut] = (port, qid)
         return fut
 
     def forget(self, fut: asyncio.Future[bytes]) -> None:
         """The caller is done with ``fut`` (answered, timed out or cancelled)."""
-        port = self.ports.pop(fut, None)
-        if port is None:
+        found = self.ports.pop(fut, None)
+        if found is None:
             return
-        for qid, (_q, f) in list(port.pending.items()):
-            if f is fut:
-                del port.pending[qid]
+        port, qid = found
+        item = port.pending.get(qid)
+        if item is not None and item[1] is fut:
+            del port.pending[qid]
         if not port.pending and port is not self.active:
             self._close(port)
 
@@ -150,9 +157,10 @@ class UdpPorts:
             if len(data) < 12:
                 self.on_reject()
                 continue
-            item = port.pending.get(_U16.unpack_from(data, 0)[0])
-            if item is not None and not item[1].done() and _matches(
-                    data, _U16.unpack_from(data, 0)[0], item[0]):
+            qid = _U16.unpack_from(data, 0)[0]
+            item = port.pending.get(qid)
+            if item is not None and not item[1].done() and _matches(data, qid, item[0],
+                                                                     exact=True):
                 item[1].set_result(data)
             else:
                 self.on_reject()
@@ -167,7 +175,8 @@ class UdpPorts:
         port.sock.close()
 
     def close(self) -> None:
-        for port in {*self.ports.values(), *([self.active] if self.active else [])}:
+        for port in {*(p for p, _ in self.ports.values()),
+                     *([self.active] if self.active else [])}:
             self._close(port)
         self.ports.clear()
 
@@ -349,17 +358,15 @@ class UpstreamPool:
 
     async def _ask(self, up: Upstream, question: bytes, do: bool, cd: bool) -> wire.Reply:
         size = self.config.edns_udp_size
-
-        def make(qid: int) -> bytes:
-            return wire.make_upstream_query(qid, question, do, cd, size)
-
-        scheme = up.config.scheme
-        if scheme == "udp":
-            data = await self._udp(up, question, make)
+        if up.config.scheme == "udp":
+            mixed = wire.randomize_case(question)
+            data = await self._udp(up, mixed, lambda qid: wire.make_upstream_query(
+                qid, mixed, do, cd, size))
             reply = self._parse(up, data)
             if not reply.truncated:
                 return reply
-        data = await self._stream(up, question, make)
+        data = await self._stream(up, question, lambda qid: wire.make_upstream_query(
+            qid, question, do, cd, size))
         return self._parse(up, data)
 
     def _parse(self, up: Upstream, data: bytes) -> wire.Reply:
@@ -401,6 +408,10 @@ class UpstreamPool:
                 await up.stream.close()
             if up.udp is not None:
                 up.udp.close()
+
+
+def _random_id() -> int:
+    return secrets.randbits(16)
 
 
 def _expire(fut: asyncio.Future[bytes], timeout: float) -> None:

@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import struct
 from dataclasses import dataclass
+from secrets import token_bytes
 from socket import AF_INET, AF_INET6, inet_ntop
 
 import dnslib
@@ -622,6 +623,21 @@ def _in_bailiwick_only(data: bytes, qname: str) -> bytes:
     msg.auth = [record for record in msg.auth if above(record.rname)]
     msg.ar = []
     return bytes(msg.pack())
+
+
+_LETTER_BITS = bytes(0x20 if chr(i).isascii() and chr(i).isalpha() else 0
+                     for i in range(256))
+
+
+def randomize_case(question: bytes) -> bytes:
+    """The question with each ASCII letter of its name in random case (draft-vixie-dnsext-
+    dns0x20): an upstream echoes the question as sent, so a forger must also guess one
+    bit per letter. Label length bytes (at most 63) are never letters, so they stay."""
+    name = question[:-4]
+    size = len(name)
+    mask = (int.from_bytes(name.translate(_LETTER_BITS), "big")
+            & int.from_bytes(token_bytes(size), "big"))
+    return (int.from_bytes(name, "big") ^ mask).to_bytes(size, "big") + question[-4:]
 
 
 def same_question(a: bytes, b: bytes) -> bool:

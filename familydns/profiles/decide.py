@@ -74,14 +74,25 @@ _ALLOWED = "no rule blocks it"
 
 
 class _Query(NamedTuple):
-    """What every step needs about the asker, computed once per query."""
+    """What every step needs about the asker. All but ``now`` is the same for a client
+    for a whole minute (schedules and age bands move in minutes), so it is computed once
+    per client and minute and kept in the snapshot's memo."""
 
     snapshot: PolicySnapshot
     profile: Profile
     local: dt.datetime
+    """The start of the current minute, household time."""
     band: AgeBand
     active: tuple[Schedule, ...]
     now: float
+    allowed: Decision
+    """The verdict for a name no rule touches: one shared value, not one per query."""
+    blocked: dict[str, str]
+    """Blocked categories right now mapped to their origin (effective_categories)."""
+
+
+CONTEXTS_MAX = 4096
+"""Clients remembered per snapshot; past it the memo starts over."""
 
 
 def decide(
@@ -125,8 +136,7 @@ def decide(
                 "neither the kids allowlist nor the parent allow list",
                 source="allowlist-only mode", origin="allowlist-only mode",
             )
-    return _rewrite(q, qname) or Decision(Action.ALLOW, profile.name, _ALLOWED,
-                                          guard_private=_guards_private(q))
+    return _rewrite(q, qname) or q.allowed
 
 
 def decide_chain(
@@ -165,10 +175,30 @@ def decide_chain(
 
 
 def _query(snapshot: PolicySnapshot, client: ClientIdentity, now: float) -> _Query:
+    contexts = snapshot.contexts
+    found = contexts.get(client)
+    if found is None or not found[0] <= now < found[0] + 60.0:
+        start = now - now % 60.0
+        if len(contexts) >= CONTEXTS_MAX:
+            contexts.clear()
+        found = contexts[client] = (start, _context(snapshot, client, start))
+    q: _Query = found[1]
+    return _Query(snapshot, q.profile, q.local, q.band, q.active, now, q.allowed, q.blocked)
+
+
+def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> _Query:
+    """The per-minute part of _Query for ``client``, from the minute starting at ``start``."""
     profile = profile_for(snapshot, client)
-    local = local_time(now, snapshot.tz)
+    local = local_time(start, snapshot.tz)
     active = tuple(s for s in profile.schedules if s.active(local))
-    return _Query(snapshot, profile, local, profile.band_on(local.date()), active, now)
+    band = profile.band_on(local.date())
+    # Rebinding protection: the profile's setting, else on wherever bypass protection is
+    # on by age (every minor).
+    setting = profile.rebinding_protection
+    allowed = Decision(Action.ALLOW, profile.name, _ALLOWED, guard_private=(
+        setting if setting is not None else band.bypass_protection))
+    return _Query(snapshot, profile, local, band, active, start, allowed,
+                  effective_categories(profile, local.date(), active))
 
 
 def _block(
@@ -253,14 +283,7 @@ def _allow(q: _Query, entry: str, until: float | None) -> Decision:
         reason = f"{entry} is on the parent allow list for {name}"
         source = "parent allow list"
     return Decision(Action.ALLOW, name, reason, rule=entry, source=source,
-                    origin="added by parent", guard_private=_guards_private(q))
-
-
-def _guards_private(q: _Query) -> bool:
-    """Rebinding protection: the profile's setting, else on wherever bypass protection
-    is on by age (every minor)."""
-    setting = q.profile.rebinding_protection
-    return setting if setting is not None else q.band.bypass_protection
+                    origin="added by parent", guard_private=q.allowed.guard_private)
 
 
 def _schedule_block(q: _Query, name: str) -> Decision | None:
@@ -290,28 +313,11 @@ def _resolve(hits: Iterable[HitLike]) -> dict[str, HitLike]:
     return blocks
 
 
-_BLOCKED_MEMO: dict[tuple[int, str, tuple[int, ...]], tuple[Profile, dict[str, str]]] = {}
-
-
-def _blocked_now(q: _Query) -> dict[str, str]:
-    """effective_categories for this profile, band and set of active schedules, computed
-    once per combination (it would otherwise be rebuilt for every listed name)."""
-    key = (id(q.profile), q.band.label, tuple(map(id, q.active)))
-    found = _BLOCKED_MEMO.get(key)
-    if found is not None and found[0] is q.profile:
-        return found[1]
-    blocked = effective_categories(q.profile, q.local.date(), q.active)
-    if len(_BLOCKED_MEMO) >= 1024:
-        _BLOCKED_MEMO.clear()
-    _BLOCKED_MEMO[key] = (q.profile, blocked)
-    return blocked
-
-
 def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> Decision | None:
     """The block for the most severe listed category the profile blocks right now."""
     if not listed:
         return None
-    blocked = _blocked_now(q)
+    blocked = q.blocked
     lifted: set[str] = set()
     for allow_category, lifts in ALLOW_OVERRIDES.items():
         if allow_category in listed and allow_category not in blocked:

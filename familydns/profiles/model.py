@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from familydns.profiles.ages import BASELINE_BAND, AgeBand, band_on
 from familydns.profiles.devices import DeviceIndex
@@ -205,6 +205,9 @@ class PolicySnapshot:
     overrides: Overrides = NO_OVERRIDES
     version: int = 0
     built_at: float = 0.0
+    contexts: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """decide()'s memo of per-client, per-minute work (profile, band, schedules): not
+    part of the value, and gone with the snapshot."""
 
 
 SCHEDULE_ORIGIN = "schedule "

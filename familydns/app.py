@@ -35,7 +35,7 @@ from familydns.resolver.identity import ClientIdentity
 from familydns.resolver.pipeline import Resolver
 from familydns.resolver.server import Inflight, TcpListener, UdpListener
 from familydns.resolver.upstream import UpstreamPool
-from familydns.store import LogEvent, LogWriter, Store, StoreState
+from familydns.store import LogWriter, Store, StoreState
 
 log = logging.getLogger("familydns")
 
@@ -229,9 +229,14 @@ class App:
 
     def _log_decision(self, now: float, client: ClientIdentity, qname: str, qtype: int,
                       decision: Decision) -> None:
-        assert self.log_writer is not None
-        self.log_writer.record(LogEvent.from_decision(
-            decision, client, qname, qtype, now, self.config.household.name))
+        """Runs for every logged lookup, so it hands the writer a plain key tuple (see
+        ``LogKey``) rather than building an event object."""
+        writer = self.log_writer
+        if writer is not None:
+            writer.record(now, (
+                self.config.household.name, client.client_id or client.mac or client.address,
+                decision.profile, qname, qtype, decision.action.value, decision.category,
+                decision.rule, decision.source, decision.reason))
 
     async def refresh_lists(self, force: bool = False) -> None:
         """Download URL sources that are due, then reload if anything changed."""
@@ -332,13 +337,13 @@ class App:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight queries finish (bounded), flush the log, close."""
-        log_writer, self.log_writer = self.log_writer, None
         for task in self._background:
             task.cancel()
         for server in self._tcp_servers:
             server.close()
         if self._inflight is not None:
             await self._inflight.drain(self.config.server.shutdown_grace)
+        log_writer, self.log_writer = self.log_writer, None
         for udp in self._udp:
             udp.close()
         if self._tcp is not None:

@@ -786,7 +786,8 @@ def _list_line(app: Any, source: str | None, line: int | None) -> str | None:
 @with_session
 async def logs(s: Session, profile_name: str | None, since: str, category_id: str | None,
                limit: int, follow: bool, as_json: bool) -> None:
-    """Blocked lookups, newest last."""
+    """Blocked lookups, newest last; "×12" after a name is 12 identical lookups
+    within a few seconds of the time shown."""
     from familydns.store import query_log
 
     start = time.time() - (duration_option(since) or 0)
@@ -796,7 +797,8 @@ async def logs(s: Session, profile_name: str | None, since: str, category_id: st
             if as_json:
                 click.echo(json.dumps(asdict(e), default=str))
             else:
-                click.echo(f"{when(e.ts)}  {e.profile:<10} {e.device:<17} {e.qname:<40} "
+                name = f"{e.qname} ×{e.hits}" if e.hits > 1 else e.qname
+                click.echo(f"{when(e.ts)}  {e.profile:<10} {e.device:<17} {name:<40} "
                            f"{e.category or '-':<14} {e.source or ''}")
 
     events = await query_log(s.store, s.household, profile=profile_name, since=start,

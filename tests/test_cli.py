@@ -227,6 +227,27 @@ def test_logs_and_report_read_the_blocked_lookup_log(family: Invoke, data_dir: P
     assert "By category:" in text and "Top blocked domains:" in text and "By hour" in text
 
 
+def test_logs_show_a_rows_count_and_reports_sum_them(family: Invoke, data_dir: Path) -> None:
+    """A row stands for ``hits`` identical lookups: ``logs`` shows ×N, reports add N."""
+    now = time.time()
+    with sqlite3.connect(data_dir / "familydns.db") as db:
+        hid = db.execute("SELECT id FROM households WHERE name='home'").fetchone()[0]
+        db.executemany(
+            "INSERT INTO blocked_log (household_id, ts, device, profile, qname, qtype, action,"
+            " category, hits) VALUES (?, ?, '192.168.1.23', 'anna', ?, 1, 'block', ?, ?)",
+            [(hid, now - 120, "bet365.com", "gambling", 1),
+             (hid, now - 60, "app-measurement.com", "trackers", 12)])
+    logs = family("logs").output.splitlines()
+    assert "app-measurement.com ×12" in logs[-1] and "×" not in logs[0]
+    rows = [json.loads(line) for line in family("logs", "--json").output.splitlines()]
+    assert [(r["qname"], r["hits"]) for r in rows] == [("bet365.com", 1),
+                                                       ("app-measurement.com", 12)]
+    report = json.loads(family("report", "--days", "1", "--json").output)
+    assert report[0]["total"] == 13
+    assert report[0]["top_domains"] == [["app-measurement.com", 12], ["bet365.com", 1]]
+    assert "13 blocked lookups" in family("report").output
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("1h30m", 5400),
                                                ("2d", 172800), ("1w", 604800)])
 def test_durations(text: str, seconds: float) -> None:

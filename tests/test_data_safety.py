@@ -22,6 +22,7 @@ import dns.rcode
 import pytest
 
 from familydns.store import connection
+from familydns.store import log as log_module
 from tests.conftest import Running, StartServer
 
 WRITER = """
@@ -34,9 +35,9 @@ async def main(path: str) -> None:
     while True:
         for i in range(250):
             n = total + i
-            writer.record(LogEvent(ts=1_790_000_000.0 + n, household="home",
-                                   device="127.0.0.2", profile="kid", qname=f"n{n}.example",
-                                   qtype=1, action="block", category="social"))
+            writer.record_event(LogEvent(
+                ts=1_790_000_000.0 + n, household="home", device="127.0.0.2", profile="kid",
+                qname=f"n{n}.example", qtype=1, action="block", category="social"))
         total += await writer.flush()
         print(total, flush=True)   # after the commit: this many rows are durable
 
@@ -156,7 +157,14 @@ Locker = Callable[[Running], sqlite3.Connection]
 
 
 @pytest.fixture
-def locker() -> Iterator[Locker]:
+def one_second_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log writer flushes every second here (5 s by default), so these tests see a
+    batch wait for the lock well within their timeouts."""
+    monkeypatch.setattr(log_module, "FLUSH_WINDOW", 1.0)
+
+
+@pytest.fixture
+def locker(one_second_window: None) -> Iterator[Locker]:
     """Another connection holding the database's write lock (BEGIN EXCLUSIVE)."""
     conns: list[sqlite3.Connection] = []
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from familydns.config import DeviceConfig, ProfileConfig, ScheduleConfig
 from familydns.profiles.model import TemporaryAllow
-from familydns.store import LogEvent, LogWriter, Store, StoreError, values
+from familydns.store import LogEvent, LogWriter, Store, StoreError, query_log, report, values
 from familydns.store import connection as connection_module
 from familydns.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.conftest import FakeClock as Clock
@@ -93,6 +93,34 @@ async def test_a_failing_migration_step_leaves_the_file_at_the_previous_version(
         await Store.open(db)
     assert dump(db) == {}
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (0,)
+
+
+async def test_a_v1_database_upgrades_in_place_and_old_log_rows_count_once(
+    db: Path, clock: Clock
+) -> None:
+    """Version 2 added ``blocked_log.hits``; a row written before stands for one lookup."""
+    conn = sqlite3.connect(db)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO households (name) VALUES ('home')")
+    conn.executemany(
+        "INSERT INTO blocked_log (household_id, ts, device, profile, qname, qtype, action,"
+        " category) VALUES (1, ?, '10.0.0.5', 'alice', ?, 1, 'block', 'gambling')",
+        [(NOW - 60, "bet365.com"), (NOW - 30, "bet365.com"), (NOW, "pokerstars.com")])
+    conn.commit()
+    conn.close()
+
+    store = await Store.open(db, clock=clock)
+    try:
+        assert await store.fetch("PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert await store.fetch("SELECT qname, hits FROM blocked_log ORDER BY id") == [
+            ("bet365.com", 1), ("bet365.com", 1), ("pokerstars.com", 1)]
+        [alice_report] = await report(store, since=NOW - HOUR, until=NOW + 1)
+        assert alice_report.top_domains == (("bet365.com", 2), ("pokerstars.com", 1))
+        assert [e.hits for e in await query_log(store)] == [1, 1, 1]
+    finally:
+        await store.close()
 
 
 async def test_a_database_from_a_newer_familydns_is_refused(db: Path) -> None:
@@ -355,7 +383,7 @@ async def test_log_writes_do_not_change_the_version(db: Path, store: Store) -> N
     await alice(store)
     before = await store.version()
     writer = LogWriter(store)
-    writer.record(LogEvent(NOW, "home", "10.0.0.5", "alice", "bet365.com", 1, "block"))
+    writer.record_event(LogEvent(NOW, "home", "10.0.0.5", "alice", "bet365.com", 1, "block"))
     await writer.close()
     assert await store.version() == before
 
@@ -374,9 +402,9 @@ async def test_two_writers_and_the_log_never_see_database_is_locked(
         async def edits(store: Store, profile: str) -> None:
             for i in range(40):
                 await store.deny_domain(profile, f"site{i}.example")
-                for _ in range(50):
-                    writer.record(LogEvent(NOW, "home", "10.0.0.5", profile,
-                                           f"ads{i}.example", 1, "block"))
+                for j in range(50):
+                    writer.record_event(LogEvent(NOW, "home", "10.0.0.5", profile,
+                                                 f"ads{i}-{j}.example", 1, "block"))
                 await asyncio.sleep(0)
 
         await asyncio.gather(edits(first, "alice"), edits(second, "ben"))

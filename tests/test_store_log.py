@@ -1,8 +1,13 @@
-"""The blocked-lookup log: never blocks the caller, stays bounded, answers the parent."""
+"""The blocked-lookup log: never blocks the caller, stays bounded, answers the parent.
+
+Repeated identical lookups are counted in memory and written as one row per flush
+window with ``hits``; everything that reads the log counts hits, not rows.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import sqlite3
@@ -12,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from familydns.app import App
+from familydns.config import Config, HouseholdConfig
 from familydns.profiles.model import Action, Decision
 from familydns.resolver.identity import ClientIdentity
 from familydns.store import LogEvent, LogWriter, Store, query_log, report
@@ -21,8 +28,6 @@ from tests.conftest import FakeClock as Clock
 
 NOW = 1_790_000_000.0  # Monday 2026-09-21 14:13:20 UTC
 DAY = 86_400.0
-
-
 
 
 @pytest.fixture
@@ -39,10 +44,11 @@ async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
 
 def event(qname: str = "bet365.com", *, ts: float = NOW, profile: str = "alice",
           household: str = "home", category: str | None = "gambling",
-          action: str = "block") -> LogEvent:
-    return LogEvent(ts=ts, household=household, device="192.168.1.20", profile=profile,
-                    qname=qname, qtype=1, action=action, category=category,
-                    rule=qname, source="starter", reason="gambling is blocked")
+          action: str = "block", device: str = "192.168.1.20", qtype: int = 1,
+          hits: int = 1) -> LogEvent:
+    return LogEvent(ts=ts, household=household, device=device, profile=profile,
+                    qname=qname, qtype=qtype, action=action, category=category,
+                    rule=qname, source="starter", reason="gambling is blocked", hits=hits)
 
 
 def count(store: Store) -> int:
@@ -50,23 +56,104 @@ def count(store: Store) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM blocked_log").fetchone()[0])
 
 
+def rows(store: Store) -> list[tuple[str, int, str, str, float, int]]:
+    """(qname, qtype, device, profile, ts, hits) of every row, in insert order."""
+    with sqlite3.connect(store.path) as conn:
+        return [tuple(r) for r in conn.execute(
+            "SELECT qname, qtype, device, profile, ts, hits FROM blocked_log ORDER BY id")]
+
+
 async def write(store: Store, *events: LogEvent, **options: object) -> LogWriter:
+    """Each event as its own row: one flush window per event."""
     writer = LogWriter(store, clock=store.clock, **options)  # type: ignore[arg-type]
     for e in events:
-        assert writer.record(e)
-    await writer.flush()
+        assert writer.record_event(e)
+        await writer.flush()
     return writer
+
+
+# ------------------------------------------------------------------ aggregation
+
+
+async def test_repeated_lookups_within_a_window_become_one_row_with_their_count(
+    store: Store,
+) -> None:
+    writer = LogWriter(store, clock=store.clock)
+    e = event()
+    for i in range(12):
+        assert writer.record(NOW + i * 0.4, e.key)
+    assert writer.pending == 1
+    assert await writer.flush() == 1
+    assert rows(store) == [("bet365.com", 1, "192.168.1.20", "alice", NOW, 12)]
+    assert (writer.written, writer.written_hits) == (1, 12)
+    assert await query_log(store) == (dataclasses.replace(e, hits=12),)
+    await writer.close()
+
+
+async def test_lookups_that_differ_in_anything_but_the_time_stay_separate(
+    store: Store,
+) -> None:
+    writer = LogWriter(store, clock=store.clock)
+    variants = [event(), event(qtype=28), event(device="aa:bb:cc:dd:ee:01"),
+                event(profile="ben"), event(household="smiths"), event(action="allow"),
+                event(category=None), dataclasses.replace(event(), rule="*.bet365.com"),
+                dataclasses.replace(event(), source="parent deny list"),
+                dataclasses.replace(event(), reason="bedtime"), event("www.bet365.com")]
+    for _ in range(3):
+        for e in variants:
+            writer.record(NOW, e.key)
+    assert await writer.flush() == len(variants)
+    assert count(store) == len(variants)
+    assert [r[-1] for r in rows(store)] == [3] * len(variants)
+    await writer.close()
+
+
+async def test_each_flush_window_starts_new_rows(store: Store) -> None:
+    writer = LogWriter(store, clock=store.clock)
+    key = event().key
+    writer.record(NOW, key)
+    writer.record(NOW + 1, key)
+    await writer.flush()
+    writer.record(NOW + 5, key)
+    await writer.flush()
+    assert [(r[4], r[5]) for r in rows(store)] == [(NOW, 2), (NOW + 5, 1)]
+    await writer.close()
+
+
+async def test_record_event_counts_the_events_hits(store: Store) -> None:
+    writer = LogWriter(store, clock=store.clock)
+    assert writer.record_event(event(hits=4))
+    assert writer.record_event(event(ts=NOW + 1))
+    await writer.close()
+    assert [(r[4], r[5]) for r in rows(store)] == [(NOW, 5)]
+
+
+async def test_the_app_logs_a_decision_under_the_same_key_as_its_event(
+    store: Store, tmp_path: Path,
+) -> None:
+    decision = Decision(Action.BLOCK, "alice", "gambling is blocked for 10-12",
+                        category="gambling", rule="bet365.com", source="starter")
+    client = ClientIdentity("192.168.1.20", mac="aa:bb:cc:dd:ee:01")
+    app = App(lambda: Config(household=HouseholdConfig(name="smiths")), tmp_path / "data")
+    app.log_writer = writer = LogWriter(store, clock=store.clock)
+    for _ in range(3):
+        app._log_decision(NOW, client, "www.bet365.com", 28, decision)
+    await writer.close()
+    expected = LogEvent.from_decision(decision, client, "www.bet365.com", 28, NOW, "smiths")
+    assert await query_log(store, "smiths") == (dataclasses.replace(expected, hits=3),)
+    app.log_writer = None
+    app._log_decision(NOW, client, "www.bet365.com", 28, decision)  # stopping: no error
 
 
 # ------------------------------------------------------------------ writer
 
 
-async def test_record_only_queues_and_run_writes_the_batch(store: Store) -> None:
+async def test_record_only_counts_and_run_writes_the_window(store: Store) -> None:
     writer = LogWriter(store, batch_interval=0.02, clock=store.clock)
     task = asyncio.create_task(writer.run())
     try:
         for i in range(3):
-            writer.record(event(f"site{i}.example"))
+            writer.record(NOW, event(f"site{i}.example").key)
         assert count(store) == 0 and writer.pending == 3
         for _ in range(100):
             await asyncio.sleep(0.01)
@@ -78,13 +165,17 @@ async def test_record_only_queues_and_run_writes_the_batch(store: Store) -> None
         await task
 
 
+def test_the_default_window_is_five_seconds_to_spare_sd_cards(tmp_path: Path) -> None:
+    assert LogWriter(tmp_path / "familydns.db").batch_interval == 5.0
+
+
 async def test_a_full_batch_is_written_without_waiting_for_the_interval(store: Store) -> None:
     writer = LogWriter(store, batch_interval=60, batch_size=5, clock=store.clock)
     task = asyncio.create_task(writer.run())
     try:
         await asyncio.sleep(0.05)
         for i in range(5):
-            writer.record(event(f"site{i}.example"))
+            writer.record(NOW, event(f"site{i}.example").key)
         for _ in range(100):
             await asyncio.sleep(0.01)
             if count(store) == 5:
@@ -95,24 +186,48 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(store: S
         await task
 
 
-async def test_a_full_queue_drops_and_counts_instead_of_waiting(store: Store) -> None:
+async def test_the_key_bound_drops_and_counts_new_keys_but_never_repeats(
+    store: Store,
+) -> None:
     drops: list[int] = []
     writer = LogWriter(store, queue_size=3, on_drop=drops.append, clock=store.clock)
-    accepted = [writer.record(event(f"site{i}.example")) for i in range(5)]
-    assert accepted == [True, True, True, False, False]
-    assert (writer.dropped, drops) == (2, [1, 1])
+    keys = [event(f"site{i}.example").key for i in range(5)]
+    assert [writer.record(NOW, k) for k in keys] == [True, True, True, False, False]
+    assert all(writer.record(NOW + 1, keys[0]) for _ in range(1000))
+    assert (writer.dropped, drops, writer.pending) == (2, [1, 1], 3)
+    await writer.flush()
+    assert writer.record(NOW + 2, keys[4])  # written keys free their room
     await writer.close()
-    assert count(store) == 3
+    assert [(r[0], r[5]) for r in rows(store)] == [
+        ("site0.example", 1001), ("site1.example", 1), ("site2.example", 1),
+        ("site4.example", 1)]
 
 
-async def test_close_writes_what_is_queued_and_later_events_are_dropped(store: Store) -> None:
+async def test_keys_being_written_count_against_the_bound(store: Store) -> None:
+    writer = LogWriter(store, queue_size=2, clock=store.clock)
+    writer.record(NOW, event("a.example").key)
+    writer.record(NOW, event("b.example").key)
+    flushing = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0)  # the flush has taken both keys and is writing them
+    assert writer.pending == 0
+    assert writer.record(NOW, event("c.example").key) is False
+    assert await flushing == 2
+    assert writer.record(NOW, event("c.example").key)
+    await writer.close()
+
+
+async def test_close_writes_pending_counts_and_later_lookups_are_dropped(
+    store: Store,
+) -> None:
     writer = LogWriter(store, batch_interval=60, clock=store.clock)
     task = asyncio.create_task(writer.run())
-    writer.record(event())
+    for _ in range(7):
+        writer.record(NOW, event().key)
+    writer.record(NOW, event("tiktok.com").key)
     await writer.close()
     await task
-    assert count(store) == 1
-    assert writer.record(event()) is False and writer.dropped == 1
+    assert [(r[0], r[5]) for r in rows(store)] == [("bet365.com", 7), ("tiktok.com", 1)]
+    assert writer.record(NOW, event().key) is False and writer.dropped == 1
 
 
 async def test_a_locked_database_costs_the_batch_never_the_caller(
@@ -128,8 +243,8 @@ async def test_a_locked_database_costs_the_batch_never_the_caller(
     try:
         with caplog.at_level(logging.WARNING, logger="familydns.store.log"):
             for _ in range(4):
-                writer.record(event())
-                writer.record(event())
+                writer.record(NOW, event().key)
+                writer.record(NOW, event().key)
                 started = time.monotonic()
                 assert await writer.flush() == 0
                 assert time.monotonic() - started < 2
@@ -137,20 +252,22 @@ async def test_a_locked_database_costs_the_batch_never_the_caller(
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    # One row a window, but the metric counts the lookups it stood for.
     assert (writer.dropped, drops) == (8, [2, 2, 2, 2])
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2  # at 0 s and at 75 s: at most one a minute
-    assert "locked" in warnings[0] and "6 log rows dropped" in warnings[1]
-    writer.record(event())
+    assert "locked" in warnings[0] and "6 lookups not logged" in warnings[1]
+    writer.record(NOW, event().key)
     assert await writer.flush() == 1
     await writer.close()
 
 
 async def test_an_unopenable_database_drops_and_counts(tmp_path: Path, clock: Clock) -> None:
     writer = LogWriter(tmp_path, clock=clock)  # a directory, not a database file
-    writer.record(event())
+    writer.record(NOW, event().key)
+    writer.record(NOW, event().key)
     assert await writer.flush() == 0
-    assert writer.dropped == 1
+    assert writer.dropped == 2
     await writer.close()
 
 
@@ -158,10 +275,14 @@ def test_an_event_is_made_from_a_decision() -> None:
     decision = Decision(Action.BLOCK, "alice", "gambling is blocked for 10-12",
                         category="gambling", rule="bet365.com", source="starter")
     client = ClientIdentity("192.168.1.20", mac="aa:bb:cc:dd:ee:01")
-    assert LogEvent.from_decision(decision, client, "www.bet365.com", 28, NOW) == LogEvent(
+    made = LogEvent.from_decision(decision, client, "www.bet365.com", 28, NOW)
+    assert made == LogEvent(
         NOW, "home", "aa:bb:cc:dd:ee:01", "alice", "www.bet365.com", 28, "block",
-        "gambling", "bet365.com", "starter", "gambling is blocked for 10-12",
+        "gambling", "bet365.com", "starter", "gambling is blocked for 10-12", 1,
     )
+    assert made.key == ("home", "aa:bb:cc:dd:ee:01", "alice", "www.bet365.com", 28,
+                        "block", "gambling", "bet365.com", "starter",
+                        "gambling is blocked for 10-12")
 
 
 # ------------------------------------------------------------------ retention
@@ -189,6 +310,15 @@ async def test_the_row_cap_removes_a_households_oldest_rows_first(
     assert [e.qname for e in await query_log(store)] == ["t0.example", "t1.example",
                                                          "t2.example"]
     assert len(await query_log(store, "smiths")) == 1
+    await writer.close()
+
+
+async def test_the_row_cap_counts_rows_whatever_each_stands_for(store: Store) -> None:
+    writer = await write(store, *(event(f"t{i}.example", ts=NOW - i, hits=50)
+                                  for i in range(4)), max_rows=2)
+    assert await writer.prune(NOW) == 2
+    assert [(e.qname, e.hits) for e in await query_log(store)] == [
+        ("t0.example", 50), ("t1.example", 50)]
     await writer.close()
 
 
@@ -263,3 +393,27 @@ async def test_report_counts_categories_top_domains_and_local_hours(store: Store
     only_ben = await report(store, since=midnight, until=midnight + DAY, tz=kolkata,
                             profile="ben")
     assert [r.profile for r in only_ben] == ["ben"]
+
+
+async def test_reports_count_lookups_not_rows(store: Store) -> None:
+    writer = LogWriter(store, clock=store.clock)
+    for _ in range(40):
+        writer.record(NOW, event("tracker.example", category="ads").key)
+    for _ in range(3):
+        writer.record(NOW, event("bet365.com").key)
+    await writer.flush()
+    writer.record(NOW + 60, event("bet365.com").key)
+    writer.record(NOW + 2 * 3600, event("bet365.com", profile="ben").key)
+    writer.record(NOW + 2 * 3600, event("bet365.com", profile="ben").key)
+    await writer.close()
+    assert count(store) == 4
+
+    alice, ben = await report(store, since=NOW - DAY, until=NOW + DAY, tz=dt.UTC)
+
+    assert alice.total == 44
+    assert alice.by_category == (("ads", 40), ("gambling", 4))
+    assert alice.top_domains == (("tracker.example", 40), ("bet365.com", 4))
+    assert {h: n for h, n in enumerate(alice.by_hour) if n} == {14: 44}
+    assert (ben.total, ben.top_domains, ben.by_hour[16]) == (2, (("bet365.com", 2),), 2)
+    assert [(e.qname, e.hits) for e in await query_log(store, profile="alice")] == [
+        ("bet365.com", 1), ("bet365.com", 3), ("tracker.example", 40)]

@@ -1,12 +1,12 @@
 """The SQLite store: profiles, devices and rules the CLI edits, and the blocked-lookup log.
 
 ``Store`` holds the parent's configuration and feeds the resolver's snapshot
-(``load``/``version``); ``LogWriter`` records blocked lookups off the query path;
+(``load``/``version``); ``LogWriter`` counts blocked lookups off the query path;
 ``export_yaml``/``import_yaml`` move profiles to and from the config file's format.
 """
 
 from familydns.store.export import export_yaml, import_yaml
-from familydns.store.log import LogEvent, LogWriter, ProfileReport, query_log, report
+from familydns.store.log import LogEvent, LogKey, LogWriter, ProfileReport, query_log, report
 from familydns.store.store import UNSET, Store, StoreState
 from familydns.store.values import DEFAULT_HOUSEHOLD, Device, StoreError
 
@@ -15,6 +15,7 @@ __all__ = [
     "UNSET",
     "Device",
     "LogEvent",
+    "LogKey",
     "LogWriter",
     "ProfileReport",
     "Store",

@@ -1,15 +1,22 @@
 """The blocked-lookup log: a writer that never slows DNS, and the parent's queries.
 
-``LogWriter.record`` is called on the query path, so it only appends to a bounded
-in-memory queue: when the queue is full the event is dropped and counted (``on_drop``
-feeds a Prometheus counter), as Blocky does, instead of waiting for the disk. A
-background task writes batches in one transaction each on its own ``synchronous=NORMAL``
-connection. A locked or failing database costs the batch (dropped, counted, logged at
-most once a minute), never the caller.
+``LogWriter.record`` is called on the query path for every blocked lookup, so it only
+counts: lookups are aggregated in memory by everything that identifies a row except the
+time (device, profile, name, type, action, category, rule, list, reason), and a flush
+writes one row per distinct key with ``hits`` = how many lookups it stands for. An app
+retrying the same blocked tracker hundreds of times a minute costs one row per flush
+window, not hundreds. Memory is bounded: at most ``queue_size`` distinct keys are held;
+a new key beyond that is dropped and counted (``on_drop`` feeds a Prometheus counter),
+as Blocky does, instead of waiting for the disk. A background task writes in batches of
+one transaction each on its own ``synchronous=NORMAL`` connection. A locked or failing
+database costs the batch (dropped, counted, logged at most once a minute), never the
+caller.
 
 Retention keeps the file bounded: rows older than ``retention_days`` go, and so do the
 oldest rows of a household beyond ``max_rows``, so one chatty device cannot fill an SD
-card (Pi-hole FTL #2715). Deletes run in chunks so no transaction is long.
+card (Pi-hole FTL #2715). The cap counts rows, and a row may stand for many lookups.
+Deletes run in chunks so no transaction is long. Every reader (``query_log``,
+``report``) counts ``hits``, not rows.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ import math
 import os
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +50,23 @@ PRUNE_CHUNK = 10_000
 """Rows deleted per transaction, so pruning never holds the write lock for long."""
 NO_CATEGORY = "none"
 """The report's name for blocks without a category (parent deny list, schedules)."""
+FLUSH_WINDOW = 5.0
+"""Default ``LogWriter.batch_interval``: seconds between writes, long enough that an
+app's retries share a row and an SD card sees few writes."""
+
+LogKey = tuple[str, str, str, str, int, str, str | None, str | None, str | None, str | None]
+"""What makes two lookups one row: (household, device, profile, qname, qtype, action,
+category, rule, source, reason), in ``LogEvent``'s field order. A plain tuple because
+building and hashing one is the cheapest thing the query path can do."""
 
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    """One logged lookup; ``device`` is the client's id, MAC or address."""
+    """One log row; ``device`` is the client's id, MAC or address.
+
+    ``ts`` is the first of ``hits`` identical lookups aggregated into the row, the rest
+    coming within one flush window (``LogWriter.batch_interval``) after it.
+    """
 
     ts: float
     household: str
@@ -61,6 +79,12 @@ class LogEvent:
     rule: str | None = None
     source: str | None = None
     reason: str | None = None
+    hits: int = 1
+
+    @property
+    def key(self) -> LogKey:
+        return (self.household, self.device, self.profile, self.qname, self.qtype,
+                self.action, self.category, self.rule, self.source, self.reason)
 
     @classmethod
     def from_decision(cls, decision: Decision, client: ClientIdentity, qname: str,
@@ -76,11 +100,18 @@ class LogEvent:
 
 
 class LogWriter:
-    """Bounded queue in front of batched inserts; start ``run()`` as a task.
+    """Lookups aggregated per key in memory, written as batched inserts; start ``run()``
+    as a task.
 
-    ``record`` is synchronous and O(1). ``close()`` stops ``run()``, writes what is
-    queued and closes the connection. Pruning runs when ``run()`` starts and then
+    ``record`` is synchronous and O(1). ``close()`` stops ``run()``, writes everything
+    pending and closes the connection. Pruning runs when ``run()`` starts and then
     every ``prune_interval`` seconds of the injected clock.
+
+    ``batch_interval`` is the flush window (``FLUSH_WINDOW``, 5 s, by default): the
+    longer it is, the more repeats share a row and the fewer writes reach the disk (an
+    SD card's lifetime is counted in writes), at the cost of rows appearing later and,
+    on a power cut or ``kill -9``, of losing up to that many seconds of log. ``close()``
+    (SIGTERM) loses nothing.
     """
 
     def __init__(
@@ -88,7 +119,7 @@ class LogWriter:
         store: Store | str | os.PathLike[str],
         *,
         queue_size: int = 10_000,
-        batch_interval: float = 1.0,
+        batch_interval: float | None = None,
         batch_size: int = 1_000,
         retention_days: float = 30,
         max_rows: int = 2_000_000,
@@ -100,17 +131,24 @@ class LogWriter:
             raise ValueError("queue_size, batch_size, max_rows and retention_days must be > 0")
         self.path = store.path if isinstance(store, Store) else Path(store)
         self.queue_size = queue_size
-        self.batch_interval = batch_interval
+        """Distinct keys held in memory at most, pending or being written."""
+        self.batch_interval = FLUSH_WINDOW if batch_interval is None else batch_interval
         self.batch_size = batch_size
+        """Rows per transaction; this many pending keys also start a flush early."""
         self.retention_days = retention_days
         self.max_rows = max_rows
         self.prune_interval = prune_interval
         self.clock = clock
         self.on_drop = on_drop
         self.dropped = 0
-        """Events lost since start: queue full or a failed write."""
+        """Lookups lost since start: a new key with ``queue_size`` held, or a failed write."""
         self.written = 0
-        self._queue: deque[LogEvent] = deque()
+        """Rows written since start."""
+        self.written_hits = 0
+        """Lookups those rows stand for."""
+        self._pending: dict[LogKey, list[float]] = {}
+        """key -> [first ts, hits]: a list so a repeat is one in-place increment."""
+        self._writing = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._conn: aiosqlite.Connection | None = None
@@ -120,29 +158,44 @@ class LogWriter:
         self._last_warning = -math.inf
         self._unreported = 0
 
-    def record(self, event: LogEvent) -> bool:
-        """Queue ``event``; False (dropped and counted) when the queue is full."""
-        if len(self._queue) >= self.queue_size or self._closing:
+    def record(self, ts: float, key: LogKey) -> bool:
+        """Count one lookup at ``ts``; False (dropped and counted) for a new key when
+        ``queue_size`` keys are held, or after ``close()``. A repeat of a pending key
+        is never dropped."""
+        entry = self._pending.get(key)
+        if entry is not None:
+            entry[1] += 1
+            return True
+        if len(self._pending) + self._writing >= self.queue_size or self._closing:
             self._drop(1)
             return False
-        self._queue.append(event)
-        if len(self._queue) >= self.batch_size:
+        self._pending[key] = [ts, 1]
+        if len(self._pending) >= self.batch_size:
             self._wake.set()
+        return True
+
+    def record_event(self, event: LogEvent) -> bool:
+        """``record`` for a ready-made event (tools, tests), counting its ``hits``."""
+        if not self.record(event.ts, event.key):
+            return False
+        self._pending[event.key][1] += event.hits - 1
         return True
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Rows waiting for the next flush (distinct keys, however many hits each)."""
+        return len(self._pending)
 
     async def run(self) -> None:
-        """Write a batch every ``batch_interval`` s (sooner when one is full) until close."""
+        """Flush every ``batch_interval`` s (sooner when ``batch_size`` keys are
+        pending) until close."""
         self._runner = asyncio.current_task()
         next_prune = self.clock()
         while not self._closing:
             if self.clock() >= next_prune:
                 await self.prune()
                 next_prune = self.clock() + self.prune_interval
-            if len(self._queue) < self.batch_size and not self._closing:
+            if len(self._pending) < self.batch_size and not self._closing:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.batch_interval)
@@ -151,16 +204,27 @@ class LogWriter:
             await self.flush()
 
     async def flush(self) -> int:
-        """Write everything queued now, in batches; returns the rows written."""
-        written = 0
-        while self._queue:
-            batch = [self._queue.popleft()
-                     for _ in range(min(self.batch_size, len(self._queue)))]
-            written += await self._write(batch)
+        """Write what is pending now, one row per key, ``batch_size`` rows per
+        transaction; returns the rows written. Lookups recorded meanwhile wait for
+        the next flush."""
+        batch = list(self._pending.items())
+        self._pending = {}
+        self._writing += len(batch)
+        done = written = 0
+        try:
+            while done < len(batch):
+                chunk = batch[done:done + self.batch_size]
+                written += await self._write(chunk)
+                done += len(chunk)
+                self._writing -= len(chunk)
+        finally:
+            if done < len(batch):  # cancelled mid-write: the rest is lost, and counted
+                self._writing -= len(batch) - done
+                self._drop(sum(int(entry[1]) for _, entry in batch[done:]))
         return written
 
     async def close(self) -> None:
-        """Stop ``run()``, write what is queued, close the connection."""
+        """Stop ``run()``, write everything pending, close the connection."""
         self._closing = True
         self._wake.set()
         runner, self._runner = self._runner, None
@@ -197,23 +261,25 @@ class LogWriter:
             log.info("pruned %d blocked-lookup log rows", deleted)
         return deleted
 
-    async def _write(self, batch: list[LogEvent]) -> int:
+    async def _write(self, batch: list[tuple[LogKey, list[float]]]) -> int:
+        hits = sum(int(entry[1]) for _, entry in batch)
         try:
             async with self._lock:
                 conn = await self._connection()
                 created: dict[str, int] = {}
                 async with transaction(conn):
-                    for name in {e.household for e in batch} - self._households.keys():
+                    for name in {k[0] for k, _ in batch} - self._households.keys():
                         created[name] = await _household_id(conn, name)
                     ids = self._households | created
-                    await conn.executemany(sql.LOG_INSERT, [_row(ids[e.household], e)
-                                                            for e in batch])
+                    await conn.executemany(sql.LOG_INSERT, [
+                        (ids[k[0]], ts, *k[1:], int(n)) for k, (ts, n) in batch])
                 self._households.update(created)
         except (sqlite3.Error, StoreError, OSError) as exc:
-            self._drop(len(batch))
+            self._drop(hits)
             self._warn(f"writing the blocked-lookup log failed: {exc}")
             return 0
         self.written += len(batch)
+        self.written_hits += hits
         return len(batch)
 
     async def _connection(self) -> aiosqlite.Connection:
@@ -231,15 +297,10 @@ class LogWriter:
     def _warn(self, message: str) -> None:
         now = self.clock()
         if now - self._last_warning >= WARN_INTERVAL:
-            log.warning("%s (%d log rows dropped since the last warning)", message,
+            log.warning("%s (%d lookups not logged since the last warning)", message,
                         self._unreported)
             self._last_warning = now
             self._unreported = 0
-
-
-def _row(hid: int, e: LogEvent) -> tuple[Any, ...]:
-    return (hid, e.ts, e.device, e.profile, e.qname, e.qtype, e.action, e.category, e.rule,
-            e.source, e.reason)
 
 
 async def _household_id(conn: aiosqlite.Connection, name: str) -> int:
@@ -282,7 +343,8 @@ async def query_log(
     action: str | None = None,
     limit: int = 100,
 ) -> tuple[LogEvent, ...]:
-    """The household's newest log rows first, optionally filtered."""
+    """The household's newest log rows first, optionally filtered; ``limit`` counts
+    rows, each standing for its ``hits`` lookups."""
     hid = await _hid(store, household)
     if hid is None:
         return ()
@@ -318,7 +380,8 @@ async def report(
 ) -> tuple[ProfileReport, ...]:
     """Per profile (sorted by name): total, by category, top domains, by local hour.
 
-    ``tz`` is the household's zone; None is the system's local time.
+    Every count is of lookups: a row adds its ``hits``. ``tz`` is the household's zone;
+    None is the system's local time.
     """
     hid = await _hid(store, household)
     if hid is None:

@@ -118,7 +118,13 @@ _V1: tuple[str, ...] = (
     *_version_triggers(),
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2: tuple[str, ...] = (
+    # One log row per distinct lookup per flush window: ``hits`` is how many it stands
+    # for. Rows written before are one lookup each, which the default says.
+    "ALTER TABLE blocked_log ADD COLUMN hits INTEGER NOT NULL DEFAULT 1",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """Step i (0-based) brings the database to ``user_version = i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -104,18 +104,21 @@ OVERRIDES_LIVE = (
 
 LOG_INSERT = (
     "INSERT INTO blocked_log (household_id, ts, device, profile, qname, qtype, action, "
-    "category, rule, source, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "category, rule, source, reason, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 LOG_DELETE_BEFORE = (
     "DELETE FROM blocked_log WHERE id IN (SELECT id FROM blocked_log "
     "WHERE household_id = ? AND ts < ? LIMIT ?)"
 )
 LOG_COUNT = "SELECT COUNT(*) FROM blocked_log WHERE household_id = ?"
+"""Rows, not lookups: the ``max_rows`` cap bounds the file, whatever each row stands for."""
 LOG_DELETE_OLDEST = (
     "DELETE FROM blocked_log WHERE id IN (SELECT id FROM blocked_log "
     "WHERE household_id = ? ORDER BY ts, id LIMIT ?)"
 )
-LOG_COLUMNS = "ts, device, profile, qname, qtype, action, category, rule, source, reason"
+LOG_COLUMNS = (
+    "ts, device, profile, qname, qtype, action, category, rule, source, reason, hits"
+)
 
 
 def log_query(profile: bool, since: bool, category: bool, action: bool) -> str:
@@ -130,6 +133,7 @@ def log_query(profile: bool, since: bool, category: bool, action: bool) -> str:
 
 
 _REPORT_WHERE = "household_id = ? AND action = ? AND ts >= ? AND ts < ?"
+"""Reports count SUM(hits), never rows: a log row stands for ``hits`` identical lookups."""
 
 
 def report_filter(profile: bool) -> str:
@@ -137,20 +141,20 @@ def report_filter(profile: bool) -> str:
 
 
 def report_totals(profile: bool) -> str:
-    return (f"SELECT profile, COUNT(*) FROM blocked_log WHERE {report_filter(profile)} "
+    return (f"SELECT profile, SUM(hits) FROM blocked_log WHERE {report_filter(profile)} "
             "GROUP BY profile ORDER BY profile")
 
 
 def report_categories(profile: bool) -> str:
-    return (f"SELECT profile, COALESCE(category, ''), COUNT(*) FROM blocked_log "
+    return (f"SELECT profile, COALESCE(category, ''), SUM(hits) FROM blocked_log "
             f"WHERE {report_filter(profile)} GROUP BY profile, COALESCE(category, '')")
 
 
 def report_top_domains(profile: bool) -> str:
     """The ``top`` most blocked names of each profile, ties broken by name."""
     return (
-        "SELECT profile, qname, n FROM (SELECT profile, qname, COUNT(*) AS n, "
-        "ROW_NUMBER() OVER (PARTITION BY profile ORDER BY COUNT(*) DESC, qname) AS r "
+        "SELECT profile, qname, n FROM (SELECT profile, qname, SUM(hits) AS n, "
+        "ROW_NUMBER() OVER (PARTITION BY profile ORDER BY SUM(hits) DESC, qname) AS r "
         f"FROM blocked_log WHERE {report_filter(profile)} GROUP BY profile, qname) AS t "
         "WHERE r <= ? ORDER BY profile, n DESC, qname"
     )
@@ -160,6 +164,6 @@ def report_quarter_hours(profile: bool) -> str:
     """Counts per 15-minute bucket: time zones move by multiples of 15 minutes, so each
     bucket falls in exactly one local hour, whatever the zone and its DST rules."""
     return (
-        "SELECT profile, CAST(ts / 900 AS INTEGER) AS q, COUNT(*) FROM blocked_log "
+        "SELECT profile, CAST(ts / 900 AS INTEGER) AS q, SUM(hits) FROM blocked_log "
         f"WHERE {report_filter(profile)} GROUP BY profile, q"
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from familydns.frozen import fast_init
 from familydns.profiles.ages import BASELINE_BAND, AgeBand, band_on
 from familydns.profiles.devices import DeviceIndex
 from familydns.profiles.domains import suffixes
@@ -78,6 +79,7 @@ class BlockAnswer(enum.Enum):
     CUSTOM = "custom"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The verdict on one query, with enough detail to explain it to a parent."""
@@ -205,7 +207,8 @@ class PolicySnapshot:
     overrides: Overrides = NO_OVERRIDES
     version: int = 0
     built_at: float = 0.0
-    contexts: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    contexts: dict[Any, Any] = field(default_factory=dict, init=False, compare=False,
+                                     repr=False)
     """decide()'s memo of per-client, per-minute work (profile, band, schedules): not
     part of the value, and gone with the snapshot."""
 

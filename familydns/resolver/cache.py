@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from familydns.config import CacheConfig
+from familydns.frozen import fast_init
 from familydns.resolver import wire
 from familydns.resolver.rebinding import is_private
 
@@ -23,6 +24,7 @@ _U32 = struct.Struct("!I")
 _HDR = struct.Struct("!HHHHHH")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     rcode: int

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from familydns.frozen import fast_init
 
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClientIdentity:
     """What the resolver knows about the sender of one query.

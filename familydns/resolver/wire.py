@@ -18,6 +18,7 @@ from socket import AF_INET, AF_INET6, inet_ntop
 import dnslib
 
 from familydns.errors import WireError
+from familydns.frozen import fast_init
 from familydns.resolver.rebinding import svcb_hints
 
 # RCODEs
@@ -63,6 +64,7 @@ class Edns:
     subnet: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Query:
     """One decoded client query.
@@ -452,6 +454,7 @@ def make_upstream_query(qid: int, question: bytes, do: bool, cd: bool, udp_size:
     return _HDR.pack(qid, flags, 1, 0, 0, 1) + question + opt_record(udp_size, do)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """An upstream reply reduced to what the cache and policy need.

@@ -169,21 +169,27 @@ def test_the_default_window_is_five_seconds_to_spare_sd_cards(tmp_path: Path) ->
     assert LogWriter(tmp_path / "familydns.db").batch_interval == 5.0
 
 
-async def test_a_full_batch_is_written_without_waiting_for_the_interval(store: Store) -> None:
-    writer = LogWriter(store, batch_interval=60, batch_size=5, clock=store.clock)
+async def test_writes_wait_for_the_window_however_many_rows_are_pending(store: Store) -> None:
+    """A flood of distinct names does not make the writer busier: rows wait for the
+    window, and what does not fit in ``queue_size`` is dropped and counted."""
+    writer = LogWriter(store, batch_interval=0.3, batch_size=5, queue_size=20,
+                       clock=store.clock)
     task = asyncio.create_task(writer.run())
     try:
         await asyncio.sleep(0.05)
-        for i in range(5):
+        assert not task.done()
+        for i in range(30):
             writer.record(NOW, event(f"site{i}.example").key)
+        await asyncio.sleep(0.1)
+        assert count(store) == 0
+        assert writer.dropped == 10
         for _ in range(100):
-            await asyncio.sleep(0.01)
-            if count(store) == 5:
+            await asyncio.sleep(0.02)
+            if count(store) == 20:
                 break
-        assert count(store) == 5
+        assert count(store) == 20
     finally:
         await writer.close()
-        await task
 
 
 async def test_the_key_bound_drops_and_counts_new_keys_but_never_repeats(

@@ -10,8 +10,10 @@
     policy again  the answer's CNAME chain is judged too (CNAME cloaking)
     encode        the client's ID and question, TTLs counted down, truncated to its size
 
-``handle`` returns bytes when the answer is ready at once, or a coroutine for the edge to
-run as a task: the hot paths (cache hits, blocked names) never create a task.
+``handle`` returns bytes when the answer is ready at once, a future for a plain UDP miss
+(completed by callbacks from the upstream's reply), or a coroutine for the edge to run as
+a task (TCP misses, serve-stale, safe-search rewrites): the hot paths (cache hits, blocked
+names, plain misses) never create a task.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from familydns.resolver.access import AccessList, RateLimiter
 from familydns.resolver.cache import Cache, Entry, entry_of, render
 from familydns.resolver.identity import ClientIdentity
 from familydns.resolver.neighbours import NeighbourTable
+from familydns.resolver.server import Pending
 
 log = logging.getLogger("familydns.resolver")
 
@@ -46,7 +49,7 @@ class Policy(Protocol):
 
 
 class Upstreams(Protocol):
-    async def resolve(self, question: bytes, do: bool, cd: bool) -> wire.Reply: ...
+    def start(self, question: bytes, do: bool, cd: bool) -> asyncio.Future[wire.Reply]: ...
 
 
 DecisionSink = Callable[[float, ClientIdentity, str, int, Decision], None]
@@ -102,8 +105,7 @@ class Resolver:
 
     # ------------------------------------------------------------------ entry point
 
-    def handle(self, data: bytes, address: str, transport: str
-               ) -> bytes | None | Coroutine[Any, Any, bytes | None]:
+    def handle(self, data: bytes, address: str, transport: str) -> bytes | None | Pending:
         if not self.access.allowed(address):
             return self._refuse(data, "not_allowed")
         now = self.clock()
@@ -161,6 +163,8 @@ class Resolver:
             self.metrics.dropped.labels("client_inflight_limit").inc()
             return None
         self._per_client[address] = waiting + 1
+        if entry is None and transport == "udp":
+            return self._miss(query, client, start, limit, decision)
         return self._resolve(query, client, entry, start, limit, decision)
 
     def _refuse(self, data: bytes, reason: str) -> bytes | None:
@@ -246,28 +250,66 @@ class Resolver:
                                                                        rdata), an=1,
                                    udp_size=self.max_udp)
 
+    def _miss(self, query: wire.Query, client: ClientIdentity, start: float, limit: int,
+              decision: Decision) -> asyncio.Future[bytes | None]:
+        """The common miss (UDP, nothing stale to fall back on), driven by callbacks
+        from the upstream reply to the answer: no task and no coroutine frames."""
+        fetch = self._fetch(query.key, query.question, query.wants_dnssec,
+                            bool(query.flags & wire.CD))
+        out: asyncio.Future[bytes | None] = fetch.get_loop().create_future()
+
+        def done(_: asyncio.Future[Entry]) -> None:
+            self._release(client.address)
+            if out.done():
+                return
+            if fetch.cancelled():
+                out.cancel()
+                return
+            try:
+                out.set_result(self._fetched(query, client, fetch, start, limit, decision))
+            except Exception as exc:  # noqa: BLE001 - the listener reports it
+                out.set_exception(exc)
+
+        fetch.add_done_callback(done)
+        return out
+
+    def _fetched(self, query: wire.Query, client: ClientIdentity, fetch: asyncio.Future[Entry],
+                 start: float, limit: int, decision: Decision) -> bytes:
+        error = fetch.exception()
+        if error is not None:
+            if not isinstance(error, UpstreamError):
+                raise error
+            log.debug("SERVFAIL for %s: %s", query.qname, error)
+            return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
+                              start, limit)
+        entry = fetch.result()
+        return self._answer(query, client, entry, self.clock(), start, limit,
+                            _result_of(entry), decision=decision)
+
+    def _release(self, address: str) -> None:
+        left = self._per_client.get(address, 1) - 1
+        if left > 0:
+            self._per_client[address] = left
+        else:
+            self._per_client.pop(address, None)
+
     async def _resolve(self, query: wire.Query, client: ClientIdentity, stale: Entry | None,
                        start: float, limit: int, decision: Decision) -> bytes | None:
         try:
             return await self._resolve_inner(query, client, stale, start, limit, decision)
         finally:
-            left = self._per_client.get(client.address, 1) - 1
-            if left > 0:
-                self._per_client[client.address] = left
-            else:
-                self._per_client.pop(client.address, None)
+            self._release(client.address)
 
     async def _resolve_inner(self, query: wire.Query, client: ClientIdentity,
                              stale: Entry | None, start: float, limit: int,
                              decision: Decision) -> bytes | None:
         do, cd = query.wants_dnssec, bool(query.flags & wire.CD)
+        fetch = asyncio.shield(self._fetch(query.key, query.question, do, cd))
         try:
             if stale is not None and self.config.cache.serve_stale:
-                entry = await asyncio.wait_for(
-                    asyncio.shield(self._fetch(query.key, query.question, do, cd)),
-                    self.config.cache.stale_after)
+                entry = await asyncio.wait_for(fetch, self.config.cache.stale_after)
             else:
-                entry = await self._lookup(query.key, query.question, do, cd)
+                entry = await fetch
         except (TimeoutError, UpstreamError) as exc:
             now = self.clock()
             if stale is not None and self.config.cache.serve_stale:
@@ -276,60 +318,40 @@ class Resolver:
             log.debug("SERVFAIL for %s: %s", query.qname, exc)
             return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
                               start, limit)
-        result = "nxdomain" if entry.rcode == wire.NXDOMAIN else "answered"
-        if entry.rcode == wire.SERVFAIL:
-            result = "servfail"
-        return self._answer(query, client, entry, self.clock(), start, limit, result,
-                            decision=decision)
-
-    async def _lookup(self, key: bytes, question: bytes, do: bool, cd: bool) -> Entry:
-        """Fetch in the asking task itself (no extra task on the common miss path); a
-        concurrent miss for the same key waits on the same lookup."""
-        shared = self._fetches.get(key)
-        if shared is not None:
-            return await asyncio.shield(shared)
-        fut: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_retrieve)
-        self._fetches[key] = fut
-        try:
-            entry = await self._fetch_and_store(key, question, do, cd)
-        except Exception as exc:
-            fut.set_exception(exc)
-            raise
-        except BaseException:
-            fut.set_exception(UpstreamError("lookup cancelled"))
-            raise
-        else:
-            fut.set_result(entry)
-            return entry
-        finally:
-            if self._fetches.get(key) is fut:
-                del self._fetches[key]
+        return self._answer(query, client, entry, self.clock(), start, limit,
+                            _result_of(entry), decision=decision)
 
     def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Future[Entry]:
-        """One upstream lookup per key at a time, in a task of its own so that it goes on
-        (and refreshes the cache) after a waiter gave up and answered stale."""
-        task = self._fetches.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._fetch_and_store(key, question, do, cd))
-            self._fetches[key] = task
-            task.add_done_callback(lambda t: self._fetch_done(key, t))
-        return task
+        """One upstream lookup per key at a time, shared by every query that misses on
+        it meanwhile (waiters shield it: one giving up does not cancel the others). It
+        goes on after a waiter answered stale, and refreshes the cache."""
+        fetch = self._fetches.get(key)
+        if fetch is None:
+            reply = self.upstreams.start(question, do, cd)
+            fetch = reply.get_loop().create_future()
+            fetch.add_done_callback(_retrieve)
+            self._fetches[key] = fetch
+            reply.add_done_callback(lambda r: self._store(key, r, fetch))
+        return fetch
 
-    def _fetch_done(self, key: bytes, task: asyncio.Future[Entry]) -> None:
-        if self._fetches.get(key) is task:
+    def _store(self, key: bytes, reply: asyncio.Future[wire.Reply],
+               fetch: asyncio.Future[Entry]) -> None:
+        if self._fetches.get(key) is fetch:
             del self._fetches[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here so a shielded failure is not reported twice
-
-    async def _fetch_and_store(self, key: bytes, question: bytes, do: bool, cd: bool) -> Entry:
-        reply = await self.upstreams.resolve(question, do, cd)
+        if fetch.done():
+            return
+        if reply.cancelled():
+            fetch.set_exception(UpstreamError("lookup cancelled"))
+            return
+        error = reply.exception()
+        if error is not None:
+            fetch.set_exception(error)
+            return
+        answer = reply.result()
         now = self.clock()
-        entry = self.cache.put(key, reply, now)
-        if entry is None:
-            entry = entry_of(reply, now, now, reply.ttls)
-        return entry
+        entry = self.cache.put(key, answer, now)
+        fetch.set_result(entry if entry is not None else
+                         entry_of(answer, now, now, answer.ttls))
 
     # ------------------------------------------------------------------ policy answers
 
@@ -396,7 +418,8 @@ class Resolver:
             addresses = entry.addresses
         else:
             try:
-                addresses = (await self._fetch(key, question, False, False)).addresses
+                addresses = (await asyncio.shield(self._fetch(key, question, False, False))
+                             ).addresses
             except UpstreamError:
                 addresses = entry.addresses if entry is not None else (
                     fallback_v4 if query.qtype == wire.T_A else ())
@@ -418,6 +441,12 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
     """Mark a shared lookup's failure as seen: every waiter got it already."""
     if not fut.cancelled():
         fut.exception()
+
+
+def _result_of(entry: Entry) -> str:
+    if entry.rcode == wire.SERVFAIL:
+        return "servfail"
+    return "nxdomain" if entry.rcode == wire.NXDOMAIN else "answered"
 
 
 def _rebinding_block(allowed: Decision, qname: str) -> Decision:

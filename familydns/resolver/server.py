@@ -20,9 +20,12 @@ _U16 = struct.Struct("!H")
 MAX_TCP_WRITE_BUFFER = 256 * 1024
 
 
+Pending = Coroutine[Any, Any, bytes | None] | asyncio.Future[bytes | None]
+"""An answer still to come: a coroutine to run as a task, or a future others complete."""
+
+
 class Handler(Protocol):
-    def handle(self, data: bytes, address: str, transport: str
-               ) -> bytes | None | Coroutine[Any, Any, bytes | None]: ...
+    def handle(self, data: bytes, address: str, transport: str) -> bytes | None | Pending: ...
 
 
 class ServerMetrics(Protocol):
@@ -35,16 +38,26 @@ class Inflight:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Future[Any]] = set()
 
     def full(self) -> bool:
         return len(self.tasks) >= self.limit
 
-    def start(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+    def start(self, work: Pending) -> asyncio.Future[Any]:
+        """Track ``work``: a future as it is, a coroutine as a new task."""
+        fut = work if isinstance(work, asyncio.Future) else (
+            asyncio.get_running_loop().create_task(work))
+        self.tasks.add(fut)
+        fut.add_done_callback(self.tasks.discard)
+        return fut
+
+    @staticmethod
+    def abandon(work: Pending) -> None:
+        """Drop work refused at the bound (a coroutine never started, a future cancelled)."""
+        if isinstance(work, asyncio.Future):
+            work.cancel()
+        else:
+            work.close()
 
     async def drain(self, timeout: float) -> None:
         if self.tasks:
@@ -74,13 +87,13 @@ class UdpListener(asyncio.DatagramProtocol):
                 self.transport.sendto(result, addr)
             return
         if self.inflight.full():
-            result.close()
+            self.inflight.abandon(result)
             self.metrics.dropped_query("inflight_limit")
             return
         task = self.inflight.start(result)
         task.add_done_callback(lambda t: self._send(t, addr))
 
-    def _send(self, task: asyncio.Task[bytes | None], addr: Any) -> None:
+    def _send(self, task: asyncio.Future[bytes | None], addr: Any) -> None:
         if task.cancelled() or self.transport is None or self.transport.is_closing():
             return
         exc = task.exception()
@@ -118,7 +131,7 @@ class TcpListener:
         self.metrics.tcp_open(1)
         peer = writer.get_extra_info("peername")
         address = peer[0] if peer else "?"
-        pending: set[asyncio.Task[Any]] = set()
+        pending: set[asyncio.Future[Any]] = set()
         try:
             while not self.closing:
                 header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
@@ -133,7 +146,7 @@ class TcpListener:
                     self._write(writer, result)
                     continue
                 if self.inflight.full() and not pending:
-                    result.close()
+                    self.inflight.abandon(result)
                     self.metrics.dropped_query("inflight_limit")
                     continue
                 if len(pending) >= self.max_pipeline or self.inflight.full():
@@ -161,7 +174,7 @@ class TcpListener:
             return
         writer.write(_U16.pack(len(data)) + data)
 
-    def _write_task(self, writer: asyncio.StreamWriter, task: asyncio.Task[Any]) -> None:
+    def _write_task(self, writer: asyncio.StreamWriter, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
             return
         exc = task.exception()

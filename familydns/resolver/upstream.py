@@ -326,32 +326,126 @@ class UpstreamPool:
                          key=lambda u: u.down_until)
         return healthy + resting
 
-    async def resolve(self, question: bytes, do: bool, cd: bool) -> wire.Reply:
+    def start(self, question: bytes, do: bool, cd: bool) -> asyncio.Future[wire.Reply]:
+        """``resolve`` as a future, with the common case driven by callbacks alone.
+
+        When the first upstream in order is a UDP one, the query goes out at once and
+        its reply completes the future: no task, no coroutine frames (they cost more
+        than the rest of a cache miss). Anything unusual hands over to a task: a
+        truncated reply to TCP on the same upstream, a timeout, error or failing answer
+        to ``resolve`` over the other upstreams.
+        """
+        loop = asyncio.get_running_loop()
+        up = self.order()[0] if self.upstreams else None
+        if up is None or up.config.scheme != "udp":
+            return loop.create_task(self.resolve(question, do, cd))
+        if up.udp is None:
+            up.udp = UdpPorts(up.config.host, up.config.port, self.config.queries_per_port,
+                              lambda: self.metrics.upstream_rejected(up.name))
+        mixed = wire.randomize_case(question)
+        size = self.config.edns_udp_size
+        begun = self.clock()
+        try:
+            sent = up.udp.send(mixed, lambda qid: wire.make_upstream_query(
+                qid, mixed, do, cd, size))
+        except UpstreamError as exc:
+            error = self._record(up, 0.0, None, exc) or str(exc)
+            return loop.create_task(self.resolve(question, do, cd, (up, error, None)))
+        out: asyncio.Future[wire.Reply] = loop.create_future()
+        timeout = self.config.timeout
+        timer = loop.call_later(timeout, _expire, sent, timeout)
+
+        def done(_: asyncio.Future[bytes]) -> None:
+            timer.cancel()
+            assert up is not None and up.udp is not None
+            up.udp.forget(sent)
+            failure = UpstreamError("cancelled") if sent.cancelled() else sent.exception()
+            if out.done():
+                return
+            reply = None
+            try:
+                if failure is not None:
+                    raise failure
+                reply = self._parse(up, sent.result())
+            except UpstreamError as exc:
+                error = self._record(up, self.clock() - begun, None, exc) or str(exc)
+                _chain(loop.create_task(self.resolve(question, do, cd, (up, error, None))), out)
+                return
+            if reply.truncated:
+                _chain(loop.create_task(self._over_tcp(up, question, do, cd)), out)
+                return
+            failed = self._record(up, self.clock() - begun, reply, None)
+            if failed is None:
+                out.set_result(reply)
+            else:
+                _chain(loop.create_task(self.resolve(question, do, cd, (up, failed, reply))), out)
+
+        sent.add_done_callback(done)
+        return out
+
+    async def _over_tcp(self, up: Upstream, question: bytes, do: bool, cd: bool
+                        ) -> wire.Reply:
+        """After a truncated UDP reply: the same upstream over TCP, then the others."""
+        size = self.config.edns_udp_size
+        begun = self.clock()
+        reply = None
+        try:
+            reply = self._parse(up, await self._stream(
+                up, question, lambda qid: wire.make_upstream_query(qid, question, do, cd, size)))
+        except UpstreamError as exc:
+            error = self._record(up, self.clock() - begun, None, exc)
+        else:
+            error = self._record(up, self.clock() - begun, reply, None)
+        if error is None and reply is not None:
+            return reply
+        return await self.resolve(question, do, cd, (up, error or "", reply))
+
+    def _record(self, up: Upstream, seconds: float, reply: wire.Reply | None,
+                exc: UpstreamError | None) -> str | None:
+        """Count one attempt on ``up`` and update its health: the error to report, or
+        None when ``reply`` is a good answer."""
+        if exc is not None:
+            result = "timeout" if "timeout" in str(exc) else "error"
+            self.metrics.upstream_result(up.name, result, seconds)
+            up.record_failure(self.clock(), str(exc))
+            return f"{up.name}: {exc}"
+        assert reply is not None
+        if reply.rcode in _FAILED:
+            name = wire_rcode_name(reply.rcode)
+            self.metrics.upstream_result(up.name, name, seconds)
+            up.record_failure(self.clock(), f"answered {name}")
+            return f"{up.name}: {name}"
+        self.metrics.upstream_result(up.name, "ok", seconds)
+        up.record_success()
+        return None
+
+    async def resolve(self, question: bytes, do: bool, cd: bool,
+                      tried: tuple[Upstream, str, wire.Reply | None] | None = None
+                      ) -> wire.Reply:
         """A validated reply from the first upstream that gives one; UpstreamError when
-        every upstream failed (the caller may then serve stale or SERVFAIL)."""
+        every upstream failed (the caller may then serve stale or SERVFAIL). ``tried``
+        is an upstream ``start`` already asked, with its error and failing reply: it is
+        not asked again."""
         errors: list[str] = []
         last_reply: wire.Reply | None = None
+        if tried is not None:
+            errors.append(tried[1])
+            last_reply = tried[2]
         for up in self.order():
-            start = self.clock()
+            if tried is not None and up is tried[0]:
+                continue
+            begun = self.clock()
+            reply = None
             try:
                 reply = await self._ask(up, question, do, cd)
             except UpstreamError as exc:
-                seconds = self.clock() - start
-                result = "timeout" if "timeout" in str(exc) else "error"
-                self.metrics.upstream_result(up.name, result, seconds)
-                up.record_failure(self.clock(), str(exc))
-                errors.append(f"{up.name}: {exc}")
-                continue
-            seconds = self.clock() - start
-            if reply.rcode in (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP):
-                self.metrics.upstream_result(up.name, wire_rcode_name(reply.rcode), seconds)
-                up.record_failure(self.clock(), f"answered {wire_rcode_name(reply.rcode)}")
-                errors.append(f"{up.name}: {wire_rcode_name(reply.rcode)}")
-                last_reply = reply
-                continue
-            self.metrics.upstream_result(up.name, "ok", seconds)
-            up.record_success()
-            return reply
+                error = self._record(up, self.clock() - begun, None, exc)
+            else:
+                error = self._record(up, self.clock() - begun, reply, None)
+            if error is None and reply is not None:
+                return reply
+            errors.append(error or "")
+            last_reply = reply or last_reply
         if last_reply is not None:
             return last_reply
         raise UpstreamError("all upstreams failed: " + "; ".join(errors))
@@ -408,6 +502,25 @@ class UpstreamPool:
                 await up.stream.close()
             if up.udp is not None:
                 up.udp.close()
+
+
+_FAILED = (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP)
+"""Answers that count against an upstream and make us ask the next one."""
+
+
+def _chain(task: asyncio.Future[wire.Reply], out: asyncio.Future[wire.Reply]) -> None:
+    """Complete ``out`` with ``task``'s outcome (``out`` may have been cancelled)."""
+    def copy(t: asyncio.Future[wire.Reply]) -> None:
+        if out.done():
+            if not t.cancelled():
+                t.exception()
+        elif t.cancelled():
+            out.cancel()
+        elif t.exception() is not None:
+            out.set_exception(t.exception())  # type: ignore[arg-type]
+        else:
+            out.set_result(t.result())
+    task.add_done_callback(copy)
 
 
 def _random_id() -> int:

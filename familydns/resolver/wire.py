@@ -498,7 +498,7 @@ def parse_reply(data: bytes) -> Reply:
 def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: int,
                       cleaned: bool = False) -> Reply:
     limit = len(data)
-    qname, off = read_name(data, 12)
+    qname, off = _read_labels(data, 12, limit)  # the question we sent: never compressed
     if off + 4 > limit:
         raise ValueError("question runs past the end")
     qend = off + 4
@@ -517,10 +517,12 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
         if index == an + ns:
             ar_start = off
         start = off
-        if index < an + ns:
-            owner, off = read_name(data, off)
-        else:
+        if index >= an + ns:
             off = skip_name(data, off)
+        elif data[off] == 0xC0 and off + 1 < limit and data[off + 1] == 12:
+            owner, off = qname, off + 2  # the usual owner: a pointer to the question
+        else:
+            owner, off = read_name(data, off)
         if off + 10 > limit:
             raise ValueError("record header runs past the end")
         rtype, _rclass, ttl, rdlen = _RR.unpack_from(data, off)

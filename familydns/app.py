@@ -39,6 +39,9 @@ from familydns.store import LogWriter, Store, StoreState
 
 log = logging.getLogger("familydns")
 
+STORE_RECHECK = 5.0
+"""Seconds after which the profile store is read even when its files look unchanged."""
+
 
 class SnapshotPolicy:
     """Adapts the pure ``decide`` to the resolver, over the snapshot current right now."""
@@ -211,10 +214,34 @@ class App:
             log.info("profiles changed: policy updated")
             return True
 
+    def _store_stamp(self) -> tuple[int, ...]:
+        """What a commit to the store changes on disk: size, time and inode of the
+        database file and of its write-ahead log."""
+        stamp: list[int] = []
+        for path in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal")):
+            try:
+                st = path.stat()
+            except OSError:
+                stamp += (0, 0, 0)
+            else:
+                stamp += (st.st_mtime_ns, st.st_size, st.st_ino)
+        return tuple(stamp)
+
     async def _watch_store(self) -> None:
-        """Poll the store's version so CLI changes apply within about a second."""
+        """Poll the store's version so CLI changes apply within about a second.
+
+        Opening the store costs a thread and a connection; two ``stat`` calls cost
+        microseconds, so the store is read only when its files changed, and at least
+        every STORE_RECHECK seconds in case a change landed within one tick of the
+        file system's clock without changing a size."""
+        stamp: tuple[int, ...] = ()
+        last_read = -float("inf")
         while True:
             await asyncio.sleep(self.store_poll)
+            seen, now = self._store_stamp(), time.monotonic()
+            if seen == stamp and now - last_read < STORE_RECHECK:
+                continue
+            stamp, last_read = seen, now
             try:
                 async with self._store() as store:
                     version = await store.version(self.config.household.name)

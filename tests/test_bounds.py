@@ -40,6 +40,26 @@ async def test_the_cache_stays_at_its_cap(start_server: StartServer) -> None:
     assert (await server.query("u2999.example.org")).rcode() == dns.rcode.NXDOMAIN
 
 
+async def test_the_answer_memo_stays_bounded_and_keeps_the_names_still_asked(
+        start_server: StartServer) -> None:
+    """One-off names push older answers out of the memo; a name asked again meanwhile
+    stays, so it keeps being answered without decoding (counted as a cache hit)."""
+    server = await start_server()
+    resolver = server.app.resolver
+    assert resolver is not None
+    resolver.memo_max = 100
+    def remembered() -> bool:
+        keys = [*resolver.memo, *resolver._older]
+        return any(key[1][10:].startswith(b"\x03hot") for key in keys)
+
+    await server.query("hot.example.org")
+    for start in range(0, 1_000, 40):
+        await blast(server, [f"once{i}.example.org" for i in range(start, start + 40)])
+        assert remembered()
+        assert len(resolver.memo) + len(resolver._older) <= 100
+        await server.query("hot.example.org")
+
+
 @pytest.fixture
 async def tcp_server(start_server: StartServer) -> Running:
     return await start_server(server={"tcp_idle_timeout": 0.5, "tcp_max_connections": 1200})

@@ -87,6 +87,11 @@ class Resolver:
         self._per_client: dict[str, int] = {}
         self.neighbours = NeighbourTable()
         self.memo: dict[tuple[str, bytes], Memo] = {}
+        self._older: dict[tuple[str, bytes], Memo] = {}
+        """The memo's previous generation: when ``memo`` holds ``memo_max`` / 2 entries
+        it becomes this one, and entries still asked for move back (an LRU at the
+        cost of one more lookup on a memo miss, and no full clear that would drop the
+        hot names along with the one-off ones)."""
         self.memo_max = MEMO_MAX
         self.apply_config(config)
 
@@ -97,11 +102,12 @@ class Resolver:
         self.access = AccessList.build(config.server.allow_from)
         self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_limit_burst)
         self.local_domains = tuple(d.strip(".").lower() for d in config.household.local_domains)
-        self.memo.clear()
+        self.forget_answers()
 
     def forget_answers(self) -> None:
         """Drop memoised answers: called when the policy snapshot is replaced."""
         self.memo.clear()
+        self._older.clear()
 
     # ------------------------------------------------------------------ entry point
 
@@ -113,7 +119,12 @@ class Resolver:
             self.metrics.dropped.labels("rate_limit").inc()
             return None
         if transport == "udp":
-            memo = self.memo.get((address, data[2:]))
+            key = (address, data[2:])
+            memo = self.memo.get(key)
+            if memo is None:
+                memo = self._older.get(key)
+                if memo is not None and now < memo[0]:
+                    self._remember(key, memo)
             if memo is not None and now < memo[0]:
                 self.metrics.query_reused(memo[2])
                 if memo[3] is not None:
@@ -191,13 +202,17 @@ class Resolver:
         self.metrics.query(query.qtype, result, time.perf_counter() - start)
         response = wire.truncate(response, limit)
         if until and client is not None and limit < 65535:
-            if len(self.memo) >= self.memo_max:
-                self.memo.clear()
             log_args = None if logged is None else (client, query, logged)
-            self.memo[(client.address, query.raw[2:])] = (
+            self._remember((client.address, query.raw[2:]), (
                 until, response[2:], self.metrics.query_key(query.qtype, _REUSED.get(
-                    result, result)), log_args)
+                    result, result)), log_args))
         return response
+
+    def _remember(self, key: tuple[str, bytes], memo: Memo) -> None:
+        if len(self.memo) >= self.memo_max // 2:
+            self._older = self.memo
+            self.memo = {}
+        self.memo[key] = memo
 
     def _report(self, now: float, client: ClientIdentity, query: wire.Query,
                 decision: Decision) -> None:

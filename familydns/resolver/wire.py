@@ -519,7 +519,7 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
         start = off
         if index >= an + ns:
             off = skip_name(data, off)
-        elif data[off] == 0xC0 and off + 1 < limit and data[off + 1] == 12:
+        elif off + 1 < limit and data[off] == 0xC0 and data[off + 1] == 12:
             owner, off = qname, off + 2  # the usual owner: a pointer to the question
         else:
             owner, off = read_name(data, off)

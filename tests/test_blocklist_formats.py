@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from familydns.blocklists import formats
 from familydns.blocklists.domains import DomainError, normalize_domain
 from familydns.blocklists.formats import (
     FORMATS,
+    NameRun,
+    ParsedRule,
     ParseResult,
     ParseTally,
     RuleKind,
     iter_rules,
+    iter_stream,
     parse_list,
     sniff_format,
 )
@@ -516,3 +521,187 @@ def test_ut1_lists_parse_every_line(category: str) -> None:
     assert len(result.rules) == len(meaningful) - len(result.bad)
     assert all(bad.reason == "IP address, not a domain name" for bad in result.bad)
     assert all(rule.kind is RuleKind.SUBTREE for rule in result.rules)
+
+
+# --- the bulk path (iter_stream, used by parse_list and the loader) ----------------------
+#
+# The reference is iter_rules over the same lines, one ParsedRule per line: the bulk path
+# must give exactly its rules, line numbers, bad lines and skipped count.
+
+
+def line_by_line(text: str, fmt: str, scope: str = "subtree") -> ParseResult:
+    tally = ParseTally("s")
+    rules = tuple(iter_rules(io.StringIO(text, newline=None), fmt, "s", scope, tally))
+    return ParseResult(rules, tuple(tally.bad), tally.skipped)
+
+
+PLAIN_LINES = ["a.com", "b.example.net", "c.d.example.org", "x-1.example.co.uk", "_srv.a.io"]
+TRICKY_LINES = [
+    "",
+    "   ",
+    "\t",
+    "# comment",
+    "! comment",
+    "[Adblock Plus 2.0]",
+    "UPPER.Example.COM",
+    "trailing.dot.com.",
+    "  padded.example.com  ",
+    "bücher.example",
+    "BÜCHER.example",
+    "xn--bcher-kva.example",
+    "exam\u212aple.com",  # KELVIN SIGN: lowercases to an ASCII k
+    "\u0130stanbul.example",  # lowercases to two code points
+    "\ufeffbom.example.com",
+    "\ufffd.example.com",
+    "bad_label!.example.com",
+    "intranet",
+    "*.wild.example.com",
+    ".dot.example.com",
+    "a..b.com",
+    "-lead.example.com",
+    "num.123",
+    "x.under_tld",
+    "tab\there.com",
+    "v\x0btab.example.com",
+    "line\u2028sep.example.com",
+    "0.0.0.0 hosts.example.com",
+    "0.0.0.0\tTABBED.Example.com\t",
+    "  0.0.0.0 lead.example.com",
+    "127.0.0.1 localhost",
+    "0.0.0.0 localhost.localdomain",
+    "0.0.0.0 LocalHost.LocalDomain  ",
+    "::1 ip6.example.com",
+    ":: v6.example.com",
+    "0.0.0.0 a.com b.com",
+    "0.0.0.0 a.com # comment",
+    "0.0.0.0",
+    "1.2.3.4",
+    "1.2.3.4 other-address.example.com",
+    "/^ads?\\./",
+    "inline.example.com # comment",
+    "||ads.example.com^",
+    "@@||ok.example.com^",
+    "address=/x.example.com/0.0.0.0",
+    "bad.example.com CNAME .",
+    "$TTL 300",
+    "x" * 300,
+    "l" * 63 + ".com",
+    "l" * 64 + ".com",
+    "a." * 125 + "com",  # 253 characters: the longest name
+    "a." * 125 + "coms",
+    "0.0.0.0 " + "a." * 125 + "com",
+    "0.0.0.0 " + "a." * 125 + "coms",
+    "tld." + "c" * 63,
+    "tld." + "c" * 64,
+]
+ENDINGS = ["\n", "\r\n", "\r"]
+
+
+def join(lines: list[str], endings: list[str], bom: str = "", final: bool = True) -> str:
+    text = "".join(line + ending for line, ending in zip(lines, endings, strict=True))
+    if not final and endings:
+        text = text[: -len(endings[-1])]
+    return bom + text
+
+
+MESSY = join(
+    [line for pair in zip(TRICKY_LINES, PLAIN_LINES * 20) for line in pair],
+    ["\r\n"] * (2 * len(TRICKY_LINES)),
+    bom="\ufeff",
+)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, formats.BLOCK_CHARS])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_bulk_path_gives_the_rules_of_the_line_by_line_path(fmt: str, block: int) -> None:
+    with mock.patch.object(formats, "BLOCK_CHARS", block):
+        assert parse_list(MESSY, fmt, "s") == line_by_line(MESSY, fmt)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from(TRICKY_LINES) | st.sampled_from(PLAIN_LINES), max_size=30),
+    endings=st.lists(st.sampled_from(ENDINGS), min_size=30, max_size=30),
+    bom=st.sampled_from(["", "\ufeff", "\ufeff\ufeff"]),
+    final=st.booleans(),
+    fmt=st.sampled_from(sorted(FORMATS)),
+    scope=st.sampled_from(["subtree", "exact"]),
+    block=st.sampled_from([1, 2, 3, 5, 16, formats.BLOCK_CHARS]),
+)
+def test_bulk_path_matches_line_by_line_on_any_mix(
+    lines: list[str],
+    endings: list[str],
+    bom: str,
+    final: bool,
+    fmt: str,
+    scope: str,
+    block: int,
+) -> None:
+    text = join(lines, endings[: len(lines)], bom, final)
+    with mock.patch.object(formats, "BLOCK_CHARS", block):
+        assert parse_list(text, fmt, "s", scope) == line_by_line(text, fmt, scope)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\ufeff", "\ufeff\ufeff", "\ufeff\n", "\n", "\r", "a.com", "\ufeff\ufeffa.com\r\n"],
+)
+@pytest.mark.parametrize("fmt", ["domains", "hosts", "rpz", "auto"])
+def test_bulk_path_edge_texts(text: str, fmt: str) -> None:
+    assert parse_list(text, fmt, "s") == line_by_line(text, fmt)
+
+
+S, E = RuleKind.SUBTREE, RuleKind.EXACT
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "items"),
+    [
+        (
+            "domains",
+            "a.com\nB.Example.com\n# note\nc.com.\nd.com\n",
+            [
+                NameRun((b"a.com", b"b.example.com"), S, 1),
+                ParsedRule("c.com", S, False, False, 4),
+                NameRun((b"d.com",), S, 5),
+            ],
+        ),
+        (
+            "hosts",
+            "# h\n0.0.0.0 a.com\n127.0.0.1\tB.com \n0.0.0.0 localhost.localdomain\n:: c.com",
+            [
+                NameRun((b"a.com", b"b.com"), E, 2),
+                ParsedRule("c.com", E, False, False, 5),  # no newline: read line by line
+            ],
+        ),
+        ("auto", "0.0.0.0 a.com\n", [NameRun((b"a.com",), E, 1)]),
+        ("adblock", "||a.com^\n", [ParsedRule("a.com", S, False, False, 1)]),
+    ],
+)
+def test_plain_lines_come_in_bulk_as_name_runs(
+    fmt: str, text: str, items: list[NameRun | ParsedRule]
+) -> None:
+    assert list(iter_stream(io.StringIO(text, newline=None), fmt, "s")) == items
+
+
+def test_a_name_run_expands_to_its_rules() -> None:
+    run = NameRun((b"a.com", b"b.com"), E, 7)
+    assert list(run.rules()) == [
+        ParsedRule("a.com", E, False, False, 7),
+        ParsedRule("b.com", E, False, False, 8),
+    ]
+
+
+def test_iter_stream_rejects_unknown_format_at_once() -> None:
+    with pytest.raises(ValueError):
+        iter_stream(io.StringIO("a.com"), "csv", "s")
+
+
+@pytest.mark.parametrize("category", ["gambling", "dating", "doh"])
+@pytest.mark.parametrize("fmt", ["auto", "domains", "hosts"])
+def test_ut1_lists_parse_the_same_in_bulk(category: str, fmt: str) -> None:
+    path = UT1 / category / "domains"
+    if not path.exists():
+        pytest.skip("UT1 sample data not available")
+    text = path.read_text(encoding="utf-8")
+    assert parse_list(text, fmt, "s") == line_by_line(text, fmt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import threading
@@ -16,7 +17,8 @@ import pytest
 
 from familydns.blocklists.categories import CATEGORIES
 from familydns.blocklists.fetch import FetchError, FetchResult
-from familydns.blocklists.formats import parse_list
+from familydns.blocklists.formats import ParseTally, iter_rules, parse_list
+from familydns.blocklists.matcher import Matcher, MatcherBuilder
 from familydns.blocklists.sources import ListLoader, starter_sources
 from familydns.config import ListSourceConfig
 
@@ -430,3 +432,53 @@ def test_a_damaged_compiled_file_is_rebuilt(tmp_path: Path) -> None:
     loader.compiled_path.write_bytes(data[: len(data) - 20])
     result = ListLoader(tmp_path).load([Source("own", "gambling", path="mine.txt")])
     assert result.matcher.match("bet.example.com")
+
+
+# --- the bulk parser gives what the line-by-line parser gives -----------------------------
+
+MESSY_LINES = [
+    "# header", "ads.example.com", "", "UPPER.Example.COM", "trailing.dot.com.",
+    "  padded.example.com ", "bücher.example", "bad_label!.example.com", "intranet",
+    "*.wild.example.com", "0.0.0.0 hosts.example.com", "127.0.0.1 localhost",
+    "0.0.0.0 localhost.localdomain", "0.0.0.0 a.com b.com # two", "1.2.3.4",
+    "/^ads?\\./", "inline.example.com # note", "||adblock.example.com^",
+]
+MESSY = ("\ufeff" + "\r\n".join(
+    line for i in range(300) for line in (f"host{i}.example.com", MESSY_LINES[i % 18],
+                                          f"0.0.0.0 h{i}.example.net")
+) + "\r\n").encode()
+
+
+def line_by_line(data: bytes, fmt: str, keep_bad: int | None) -> tuple[Matcher, ParseTally]:
+    """Matcher and counts from the per-line parser, the reference for the loader."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace",
+                            newline=None)
+    tally = ParseTally("m", keep_bad=keep_bad)
+    builder = MatcherBuilder()
+    builder.add(iter_rules(text, fmt, "m", "subtree", tally), "adult", "m")
+    return builder.build(), tally
+
+
+@pytest.mark.parametrize("fmt", ["domains", "hosts", "auto", "adblock"])
+def test_a_messy_list_loads_like_the_line_by_line_parser(tmp_path: Path, fmt: str) -> None:
+    data = MESSY[:5000] + b"\xff\xfe bad\xe2\x82\r\n" + MESSY[5000:] + b"last.example.com"
+    write(tmp_path / "m.txt", data)
+    result = ListLoader(tmp_path).load([Source("m", "adult", path="m.txt", format=fmt)])
+    expected, tally = line_by_line(data, fmt, keep_bad=100)
+    (status,) = result.statuses
+    assert result.matcher.to_bytes() == expected.to_bytes()
+    assert (status.entries, status.bad_lines, status.skipped) == (
+        expected.rule_count("m"), tally.bad_count, tally.skipped)
+    assert status.bad_examples == tuple(tally.bad[:5]) and result.bad == tuple(tally.bad)
+
+
+async def test_a_downloaded_list_is_counted_like_the_line_by_line_parser(tmp_path: Path) -> None:
+    def fake(url: str, headers: Mapping[str, str], sink: BinaryIO, max_bytes: int) -> FetchResult:
+        sink.write(MESSY)
+        return FetchResult(200)
+
+    loader = ListLoader(tmp_path, fetch=fake)
+    (status,) = await loader.refresh([Source("m", "adult", url="https://l.example.net/m.txt")])
+    expected, tally = line_by_line(MESSY, "auto", keep_bad=5)
+    assert (status.entries, status.bad_lines, status.skipped, status.bad_examples) == (
+        expected.rule_count("m"), tally.bad_count, tally.skipped, tuple(tally.bad))

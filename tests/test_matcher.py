@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
+import sys
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from familydns.blocklists.formats import ParsedRule, RuleKind, parse_list
-from familydns.blocklists.matcher import Hit, Matcher, MatcherBuilder, domain_hash
+from familydns.blocklists.formats import NameRun, ParsedRule, RuleItem, RuleKind, parse_list
+from familydns.blocklists.matcher import Hit, Matcher, MatcherBuilder, _sort_part, domain_hash
 from familydns.blocklists.regexes import RegexError
 
 UT1 = Path("/work/shared/data/ut1")
@@ -262,3 +266,121 @@ def test_ut1_list_entries_and_their_subdomains_match(category: str) -> None:
         (sub,) = matcher.match("deep.www." + parsed.pattern)
         assert sub.category == category
         assert all(h.domain != parsed.pattern for h in matcher.match("zz" + parsed.pattern))
+
+
+# --- bulk building: NameRun items, parts sorted separately -----------------------------
+
+
+def expand(items: list[RuleItem]) -> list[ParsedRule]:
+    return [r for item in items for r in (item.rules() if isinstance(item, NameRun) else [item])]
+
+
+def compiled(sources: list[tuple[list[RuleItem], str, str]]) -> bytes:
+    builder = MatcherBuilder()
+    for items, category, source in sources:
+        builder.add(items, category, source)
+    return builder.build().to_bytes()
+
+
+def names(*values: str) -> tuple[bytes, ...]:
+    return tuple(value.encode() for value in values)
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the header names the byte order")
+def test_the_compiled_form_is_unchanged() -> None:
+    """Pinned from the builder before parts and name runs: same arrays, same order."""
+
+    def batch(start: int, stop: int, step: int = 1) -> list[RuleItem]:
+        return [
+            rule(f"host{i % 1500}.example{i % 7}.com", E if i % 3 == 0 else S,
+                 i % 5 == 0, i % 11 == 0, 1 + i % 997)
+            for i in range(start, stop, step)
+        ]
+
+    data = compiled([
+        (batch(0, 3000), "adult", "a"),
+        (batch(2999, -1, -1), "adult", "b"),
+        (batch(0, 3000, 2) + [rule("^ads?\\.", R, line=4)], "gambling", "c"),
+        (batch(1, 3000, 2), "adult", "a"),
+    ])
+    assert hashlib.sha256(data).hexdigest() == (
+        "d938710d1edbd5b07583d0678aa21deb88050bafb7b9d1702854e18195386244"
+    )
+
+
+def test_name_runs_build_the_same_matcher_as_their_rules() -> None:
+    first: list[RuleItem] = [
+        NameRun(names("a.com", "b.a.com", "dup.com"), S, 1),
+        rule("^ads?\\.", R, line=4),
+        rule("x.org", E, exception=True, line=5),
+        NameRun(names("dup.com", "c.net"), E, 6),
+    ]
+    second: list[RuleItem] = [NameRun(names("dup.com", "zz.example", "cap.example"), S, 0xFFFFFFFE)]
+    sources = [(first, "adult", "one"), (second, "adult", "two"), (first, "social", "one")]
+    expanded = [(expand(items), category, source) for items, category, source in sources]
+    assert compiled(sources) == compiled(expanded)
+
+
+def test_a_failing_source_of_name_runs_is_rolled_back_entirely() -> None:
+    builder = MatcherBuilder()
+    builder.add([NameRun(names("kept.com"), S, 1)], "adult", "good")
+
+    def broken() -> Iterator[RuleItem]:
+        yield NameRun(names(*(f"h{i}.half.com" for i in range(1000))), S, 1)
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError):
+        builder.add(broken(), "adult", "bad")
+    matcher = builder.build()
+    assert (len(matcher), matcher.rule_count("bad")) == (1, 0)
+    assert matcher.match("h7.half.com") == ()
+
+
+run_names = st.lists(domain_names.filter(lambda n: "." in n), min_size=1, max_size=6)
+items_strategy = st.lists(
+    st.one_of(
+        rules_strategy.map(lambda entry: entry[0]),
+        st.builds(
+            lambda ns, kind, line: NameRun(names(*ns), kind, line),
+            run_names,
+            st.sampled_from([S, E]),
+            st.integers(1, 99),
+        ),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sources=st.lists(
+        st.tuples(items_strategy, st.sampled_from(["adult", "social"]), st.sampled_from(["s1", "s2"])),
+        max_size=5,
+    )
+)
+def test_any_mix_of_runs_and_rules_builds_like_the_rules(
+    sources: list[tuple[list[RuleItem], str, str]],
+) -> None:
+    expanded = [(expand(items), category, source) for items, category, source in sources]
+    assert compiled(sources) == compiled(expanded)
+
+
+EDGE_LOW_BITS = [0, 1, 2, (1 << 52) - 1, 1 << 52, (1 << 52) + 1, 1 << 55, (1 << 56) - 1]
+
+
+@pytest.mark.parametrize("top", [0x00, 0x0F, 0x40, 0x7F, 0x80, 0xF0, 0xFF])
+def test_a_part_sorts_like_its_keys_at_the_bit_edges(top: int) -> None:
+    """The float trick must order every 56-bit tail exactly, duplicates in added order."""
+    rng = random.Random(top)
+    tails = EDGE_LOW_BITS + [rng.getrandbits(56) for _ in range(300)]
+    tails += rng.sample(tails, 60)  # equal keys, which must keep their order
+    rng.shuffle(tails)
+    keys = [top << 56 | tail for tail in tails]
+    digests = array("Q")
+    digests.frombytes(b"".join(key.to_bytes(8, "little") for key in keys))
+    records = array("Q", range(len(keys)))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    assert _sort_part(digests, records) == (
+        array("Q", [keys[i] for i in order]),
+        array("Q", order),
+    )

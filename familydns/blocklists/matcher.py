@@ -24,11 +24,12 @@ import re
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from operator import itemgetter
 
-from familydns.blocklists.formats import ParsedRule, RuleKind
+from familydns.blocklists.formats import NameRun, RuleItem, RuleKind
 from familydns.blocklists.regexes import RegexError, compile_rule_regex
 
 _EXACT_FLAG = 1
@@ -65,8 +66,18 @@ class Hit:
     line: int  # 1-based line in that source
 
 
+_PARTS = 256  # the builder files each rule by the top byte of its hash
+_LINE_STEP = 1 << 32  # one line further in a record
+
+_AddKey = Callable[[bytes], None]  # files a digest in one part
+_AddRecord = Callable[[int], None]  # files its record in the same part
+
+
 class MatcherBuilder:
     """Collects rules list by list, then ``build()`` sorts them into a ``Matcher``.
+
+    Rules are filed as they come into 256 parts by the top byte of their hash, so that
+    ``build()`` sorts 256 small parts that fit in the CPU cache instead of one big array.
 
     Not thread-safe; use one builder per load. If the rule iterable passed to ``add``
     raises (an I/O error halfway through a file), that call's rules are rolled back so the
@@ -77,8 +88,10 @@ class MatcherBuilder:
         self._reset()
 
     def _reset(self) -> None:
-        self._keys = array("Q")
-        self._records = array("Q")
+        # part p: the little-endian digests (as stored by frombytes) and records of the
+        # rules whose hash has top byte p, in the order they were added
+        self._keys = [array("Q") for _ in range(_PARTS)]
+        self._records = [array("Q") for _ in range(_PARTS)]
         self._regexes: list[tuple[re.Pattern[str], str, int]] = []
         self._lists: list[tuple[str, str]] = []
         self._list_ids: dict[tuple[str, str], int] = {}
@@ -86,50 +99,72 @@ class MatcherBuilder:
         self._categories: set[str] = set()
         self._single_label = False
 
-    def add(self, rules: Iterable[ParsedRule], category: str, source: str) -> None:
+    def add(self, rules: Iterable[RuleItem], category: str, source: str) -> None:
         """Add the rules of one source, filed under ``category``.
 
-        Raises RegexError for a REGEX rule that does not pass ``compile_rule_regex`` (the
-        parsers never produce one).
+        ``rules`` may mix ``ParsedRule`` and ``NameRun`` items. Raises RegexError for a
+        REGEX rule that does not pass ``compile_rule_regex`` (the parsers never produce
+        one).
         """
         base = self._list_id(category, source) << 8
-        keys, records, regexes = self._keys, self._records, self._regexes
-        mark, regex_mark = len(keys), len(regexes)
-        append_key, append_record = keys.frombytes, records.append
-        new_hasher = _new_hasher
-        exact_kind, regex_kind = RuleKind.EXACT, RuleKind.REGEX
-        single_label = False
+        records, regexes = self._records, self._regexes
+        marks, regex_mark = [len(part) for part in records], len(regexes)
+        add_key = [part.frombytes for part in self._keys]
+        add_record = [part.append for part in records]
         try:
-            for rule in rules:
-                line = min(rule.line, _MAX_LINE)
-                record = line << 32 | base
-                if rule.exception:
-                    record |= _EXCEPTION_FLAG
-                if rule.important:
-                    record |= _IMPORTANT_FLAG
-                pattern, kind = rule.pattern, rule.kind
-                if kind is regex_kind:
-                    compiled = compile_rule_regex(pattern)
-                    regexes.append((compiled, pattern, record | _REGEX_FLAG))
-                    continue
-                if kind is exact_kind:
-                    record |= _EXACT_FLAG
-                if "." not in pattern:
-                    single_label = True
-                hasher = new_hasher()
-                hasher.update(pattern.encode())
-                append_key(hasher.digest())
-                append_record(record)
+            single_label = self._add_rules(rules, base, add_key, add_record)
         except BaseException:
-            del keys[mark:]
-            del records[mark:]
+            self._truncate(marks)
             del regexes[regex_mark:]
             raise
         self._single_label |= single_label
-        added = len(keys) - mark + len(regexes) - regex_mark
+        added = sum(map(len, records)) - sum(marks) + len(regexes) - regex_mark
         self._counts[source] = self._counts.get(source, 0) + added
         if added:
             self._categories.add(category)
+
+    def _add_rules(
+        self,
+        rules: Iterable[RuleItem],
+        base: int,
+        add_key: Sequence[_AddKey],
+        add_record: Sequence[_AddRecord],
+    ) -> bool:
+        """File each rule in its part; returns whether some domain rule is a single label."""
+        regexes = self._regexes
+        new_hasher = _new_hasher
+        exact_kind, regex_kind = RuleKind.EXACT, RuleKind.REGEX
+        single_label = False
+        for rule in rules:
+            if isinstance(rule, NameRun):
+                _add_run(rule, base, add_key, add_record)
+                continue
+            record = min(rule.line, _MAX_LINE) << 32 | base
+            if rule.exception:
+                record |= _EXCEPTION_FLAG
+            if rule.important:
+                record |= _IMPORTANT_FLAG
+            pattern, kind = rule.pattern, rule.kind
+            if kind is regex_kind:
+                compiled = compile_rule_regex(pattern)
+                regexes.append((compiled, pattern, record | _REGEX_FLAG))
+                continue
+            if kind is exact_kind:
+                record |= _EXACT_FLAG
+            if "." not in pattern:
+                single_label = True
+            hasher = new_hasher()
+            hasher.update(pattern.encode())
+            digest = hasher.digest()
+            part = digest[7]
+            add_key[part](digest)
+            add_record[part](record)
+        return single_label
+
+    def _truncate(self, marks: list[int]) -> None:
+        for keys, records, mark in zip(self._keys, self._records, marks):
+            del keys[mark:]
+            del records[mark:]
 
     def rule_count(self, source: str) -> int:
         """Rules (domain and regex) added so far for ``source``."""
@@ -148,13 +183,19 @@ class MatcherBuilder:
 
     def build(self) -> Matcher:
         """Sort the collected rules into an immutable Matcher and empty the builder."""
-        keys = self._keys
-        if sys.byteorder == "big":
-            keys.byteswap()  # frombytes stored the little-endian digests natively
-        sorted_keys, sorted_records, starts, shift = _sort_parallel(keys, self._records)
-        del keys
+        count = sum(map(len, self._records))
+        keys, records = array("Q", bytes(8 * count)), array("Q", bytes(8 * count))
+        low = 0
+        for part in range(_PARTS):
+            part_keys, part_records = _sort_part(self._keys[part], self._records[part])
+            self._keys[part] = self._records[part] = array("Q")  # free it as we go
+            high = low + len(part_keys)
+            keys[low:high] = part_keys
+            records[low:high] = part_records
+            low = high
+        starts, shift = _bucket_starts(keys)
         matcher = Matcher(
-            _Table(sorted_keys, sorted_records, starts, shift, self._single_label),
+            _Table(keys, records, starts, shift, self._single_label),
             tuple(self._regexes),
             tuple(self._lists),
             dict(self._counts),
@@ -164,46 +205,66 @@ class MatcherBuilder:
         return matcher
 
 
-def _sort_parallel(
-    keys: array[int], records: array[int]
-) -> tuple[array[int], array[int], array[int], int]:
-    """Sort ``keys``, permuting ``records`` alike and keeping equal keys in insertion order.
+def _add_run(
+    run: NameRun, base: int, add_key: Sequence[_AddKey], add_record: Sequence[_AddRecord]
+) -> None:
+    """File a run of plain names: their records are consecutive lines of one list."""
+    names, first = run.names, run.first_line
+    if run.kind is RuleKind.EXACT:
+        base |= _EXACT_FLAG
+    records: Iterable[int]
+    if first + len(names) - 1 > _MAX_LINE:
+        records = (min(first + i, _MAX_LINE) << 32 | base for i in range(len(names)))
+    else:
+        start = first << 32 | base
+        records = range(start, start + len(names) * _LINE_STEP, _LINE_STEP)
+    new_hasher = _new_hasher
+    for name, record in zip(names, records):
+        hasher = new_hasher()
+        hasher.update(name)
+        digest = hasher.digest()
+        part = digest[7]
+        add_key[part](digest)
+        add_record[part](record)
 
-    Returns the sorted arrays, the bucket starts and the shift giving a key's bucket. A
-    plain argsort would create two Python ints per rule (about 80 MB for a million); this
-    bucket sort on the top bits of the (uniform) hashes needs only the output arrays
-    plus small per-bucket sorts.
+
+def _sort_part(digests: array[int], records: array[int]) -> tuple[array[int], array[int]]:
+    """Sort one part by key, permuting its records alike; equal keys keep their order.
+
+    The keys of a part share their top byte; with the top byte set to 0x40 instead, the
+    other 56 bits are the bit pattern of a positive normal double that orders like the
+    key, and Python sorts floats several times faster than 64-bit ints. Sorting part by
+    part keeps the data in the CPU cache.
     """
+    keys = array("Q", digests)
+    if sys.byteorder == "big":
+        keys.byteswap()  # frombytes stored the little-endian digests natively
     count = len(keys)
-    bits = max(0, count.bit_length() - 5)  # 16 to 32 rules per bucket on average
+    if count < 2:
+        return keys, records
+    raw = bytearray(digests)
+    raw[7::8] = b"\x40" * count  # exponent 0x400-0x40F: never zero, subnormal or inf
+    floats = array("d", raw)
+    if sys.byteorder == "big":
+        floats.byteswap()
+    order = sorted(range(count), key=floats.tolist().__getitem__)
+    pick = itemgetter(*order)
+    return array("Q", pick(keys)), array("Q", pick(records))
+
+
+def _bucket_starts(keys: array[int]) -> tuple[array[int], int]:
+    """Where each bucket starts in the sorted ``keys``, and the shift giving a key's
+    bucket: buckets by the top bits of the (uniform) hashes, 16 to 32 keys on average."""
+    count = len(keys)
+    bits = max(0, count.bit_length() - 5)
     shift = 64 - bits
-    starts = array("Q", bytes(8 * ((1 << bits) + 1)))
-    for key in keys:
-        starts[(key >> shift) + 1] += 1
-    total = 0
-    for index, size in enumerate(starts):
-        total += size
-        starts[index] = total
-    cursor = array("Q", starts)
-    out_keys = array("Q", bytes(8 * count))
-    out_records = array("Q", bytes(8 * count))
-    for key, record in zip(keys, records):
-        bucket = key >> shift
-        slot = cursor[bucket]
-        out_keys[slot] = key
-        out_records[slot] = record
-        cursor[bucket] = slot + 1
-    del cursor
+    starts = array("Q", [0])
     low = 0
-    for high in starts[1:]:
-        if high - low > 1:
-            bucket_keys = out_keys[low:high]
-            order = sorted(range(high - low), key=bucket_keys.__getitem__)
-            bucket_records = out_records[low:high]
-            out_keys[low:high] = array("Q", [bucket_keys[i] for i in order])
-            out_records[low:high] = array("Q", [bucket_records[i] for i in order])
-        low = high
-    return out_keys, out_records, starts, shift
+    for bucket in range(1, 1 << bits):
+        low = bisect_left(keys, bucket << shift, low)
+        starts.append(low)
+    starts.append(count)
+    return starts, shift
 
 
 @dataclass(frozen=True, slots=True)

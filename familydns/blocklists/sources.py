@@ -39,7 +39,15 @@ from typing import BinaryIO, Protocol
 
 from familydns.blocklists.categories import CATEGORIES, validate_category
 from familydns.blocklists.fetch import Fetcher, FetchError, UrllibFetcher, check_url
-from familydns.blocklists.formats import FORMATS, SCOPES, BadLine, ParseTally, iter_rules
+from familydns.blocklists.formats import (
+    FORMATS,
+    SCOPES,
+    BadLine,
+    NameRun,
+    ParseTally,
+    RuleItem,
+    iter_stream,
+)
 from familydns.blocklists.matcher import Matcher, MatcherBuilder
 from familydns.config import ListSourceConfig
 
@@ -253,8 +261,8 @@ class ListLoader:
                 if last_updated is None:
                     last_updated = info.st_mtime
                 tally = ParseTally(source.name, keep_bad=RESULT_BAD_PER_SOURCE)
-                lines = _text_lines(handle)
-                rules = iter_rules(lines, source.format, source.name, source.scope, tally)
+                text = _text_lines(handle)
+                rules = iter_stream(text, source.format, source.name, source.scope, tally)
                 before = builder.rule_count(source.name)
                 builder.add(rules, source.category, source.name)
                 entries = builder.rule_count(source.name) - before
@@ -397,8 +405,9 @@ class ListLoader:
             if cached is not None and cached[0] == key:
                 return cached[1]
             tally = ParseTally(source.name, keep_bad=STATUS_BAD_EXAMPLES)
-            rules = iter_rules(_text_lines(handle), source.format, source.name, source.scope, tally)
-            entries = sum(1 for _ in rules)
+            text = _text_lines(handle)
+            entries = _rule_total(iter_stream(text, source.format, source.name, source.scope,
+                                              tally))
         return _Counts(entries, tally.bad_count, tuple(tally.bad), tally.skipped)
 
     def _copy_entries(self, source: ListSource, copy: Path) -> int:
@@ -489,6 +498,11 @@ def _open_regular(path: Path, max_bytes: int) -> Iterator[tuple[BinaryIO, os.sta
 def _text_lines(handle: BinaryIO) -> io.TextIOWrapper:
     """Decode as UTF-8 (BOM dropped); undecodable bytes become U+FFFD and a bad line."""
     return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline=None)
+
+
+def _rule_total(items: Iterable[RuleItem]) -> int:
+    """How many rules ``items`` hold, counting each name of a NameRun."""
+    return sum(len(item.names) if isinstance(item, NameRun) else 1 for item in items)
 
 
 def _check_content(path: Path) -> None:

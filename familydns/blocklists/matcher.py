@@ -31,6 +31,7 @@ from operator import itemgetter
 
 from familydns.blocklists.formats import NameRun, RuleItem, RuleKind
 from familydns.blocklists.regexes import RegexError, compile_rule_regex
+from familydns.frozen import fast_init
 
 _EXACT_FLAG = 1
 _EXCEPTION_FLAG = 2
@@ -53,6 +54,7 @@ def domain_hash(name: str) -> int:
     return _from_bytes(hasher.digest(), "little")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One matching rule: which list, which entry, and what kind of rule it was."""
@@ -399,6 +401,9 @@ class Matcher:
                 self._offer(best, record, (bool(record & _IMPORTANT_FLAG), False, 0, False), source)
         if not best:
             return ()
+        if len(best) == 1:  # the usual case: one list names it
+            [(_, domain, record)] = best.values()
+            return (self._hit(domain, record),)
         hits = [self._hit(domain, record) for _, domain, record in best.values()]
         hits.sort(key=_hit_order)
         return tuple(hits)
@@ -449,15 +454,8 @@ class Matcher:
             kind = RuleKind.EXACT
         else:
             kind = RuleKind.SUBTREE
-        return Hit(
-            category=category,
-            domain=domain,
-            kind=kind,
-            exception=bool(record & _EXCEPTION_FLAG),
-            important=bool(record & _IMPORTANT_FLAG),
-            source=source,
-            line=record >> 32,
-        )
+        return Hit(category, domain, kind, bool(record & _EXCEPTION_FLAG),
+                   bool(record & _IMPORTANT_FLAG), source, record >> 32)
 
 
 def _hit_order(hit: Hit) -> tuple[str, bool]:

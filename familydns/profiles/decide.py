@@ -37,7 +37,7 @@ lookups. The steps, first match wins:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from familydns.profiles.ages import AgeBand
@@ -300,8 +300,10 @@ def _schedule_block(q: _Query, name: str) -> Decision | None:
     return None
 
 
-def _resolve(hits: Iterable[HitLike]) -> dict[str, HitLike]:
+def _resolve(hits: Sequence[HitLike]) -> dict[str, HitLike]:
     """Category -> the hit that lists the name, after its list's exceptions."""
+    if len(hits) == 1 and not hits[0].exception:
+        return {hits[0].category: hits[0]}
     blocks: dict[str, HitLike] = {}
     exceptions: dict[str, HitLike] = {}
     for hit in hits:
@@ -319,13 +321,15 @@ def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> D
         return None
     blocked = q.blocked
     lifted: set[str] = set()
-    for allow_category, lifts in ALLOW_OVERRIDES.items():
-        if allow_category in listed and allow_category not in blocked:
-            lifted |= lifts
+    if len(listed) > 1:  # a lift needs an allow category listed beside the block
+        for allow_category, lifts in ALLOW_OVERRIDES.items():
+            if allow_category in listed and allow_category not in blocked:
+                lifted |= lifts
     candidates = [c for c in listed if c in blocked and c not in lifted]
     if not candidates:
         return None
-    category = min(candidates, key=lambda c: (_RANK.get(c, len(_RANK)), c))
+    category = candidates[0] if len(candidates) == 1 else min(
+        candidates, key=lambda c: (_RANK.get(c, len(_RANK)), c))
     hit, origin = listed[category], blocked[category]
     where = f"list {hit.source}" + (f" line {hit.line}" if hit.line else "")
     schedule = origin[len(SCHEDULE_ORIGIN):] if origin.startswith(SCHEDULE_ORIGIN) else None

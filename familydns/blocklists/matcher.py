@@ -9,10 +9,14 @@ steps. A lookup hashes each suffix of the query name (``a.b.example.com``,
 its cost grows with the number of labels, not with the size of the lists. ``Hit.domain``
 is the suffix that matched, so the names themselves never need to be stored.
 
-The hash is BLAKE2b with an 8-byte digest, stable across processes and machines (a
-compiled form can be saved later). With 64 bits, a false match needs a collision between
-a queried suffix and one of n entries: probability about n / 2**64 per lookup, 5e-14 for
-a million entries; negligible, and BLAKE2b makes crafting one impractical.
+The hash is XXH3-64 (the xxhash package), stable across processes and machines, so the
+compiled form saved on disk stays valid. With 64 bits, a false match needs a collision
+between a queried suffix and one of n entries: probability about n / 2**64 per lookup,
+5e-14 for a million entries. XXH3 is not a cryptographic hash, so someone could craft a
+name that collides with a listed one; all that buys is that their own crafted name is
+blocked too: a collision can only add a block, never lift one (a listed name always
+hashes to its own entry). It hashes a suffix in 0.13 us where BLAKE2b took 0.77 us, and
+a query hashes two or three suffixes.
 
 Regex rules are few; they are kept compiled and tried last, on every query.
 """
@@ -26,8 +30,9 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from hashlib import blake2b
 from operator import itemgetter
+
+from xxhash import xxh3_64_intdigest as _hash64
 
 from familydns.blocklists.formats import NameRun, RuleItem, RuleKind
 from familydns.blocklists.regexes import RegexError, compile_rule_regex
@@ -41,17 +46,9 @@ _LIST_MASK = (1 << 24) - 1
 _MAX_LINE = 0xFFFFFFFF
 
 
-_from_bytes = int.from_bytes
-# Copying a fresh BLAKE2b-64 state is ~30% faster than constructing one with keyword
-# arguments; the prototype is never updated, so sharing it between threads is safe.
-_new_hasher = blake2b(digest_size=8).copy
-
-
 def domain_hash(name: str) -> int:
-    """Stable 64-bit hash of a normalised name (little-endian BLAKE2b-64 of its UTF-8)."""
-    hasher = _new_hasher()
-    hasher.update(name.encode("utf-8", "surrogatepass"))
-    return _from_bytes(hasher.digest(), "little")
+    """Stable 64-bit hash of a normalised name (XXH3-64 of its UTF-8)."""
+    return _hash64(name.encode("utf-8", "surrogatepass"))
 
 
 @fast_init
@@ -71,7 +68,7 @@ class Hit:
 _PARTS = 256  # the builder files each rule by the top byte of its hash
 _LINE_STEP = 1 << 32  # one line further in a record
 
-_AddKey = Callable[[bytes], None]  # files a digest in one part
+_AddKey = Callable[[int], None]  # files a key in one part
 _AddRecord = Callable[[int], None]  # files its record in the same part
 
 
@@ -90,7 +87,7 @@ class MatcherBuilder:
         self._reset()
 
     def _reset(self) -> None:
-        # part p: the little-endian digests (as stored by frombytes) and records of the
+        # part p: the keys (hashes) and records of the
         # rules whose hash has top byte p, in the order they were added
         self._keys = [array("Q") for _ in range(_PARTS)]
         self._records = [array("Q") for _ in range(_PARTS)]
@@ -111,7 +108,7 @@ class MatcherBuilder:
         base = self._list_id(category, source) << 8
         records, regexes = self._records, self._regexes
         marks, regex_mark = [len(part) for part in records], len(regexes)
-        add_key = [part.frombytes for part in self._keys]
+        add_key = [part.append for part in self._keys]
         add_record = [part.append for part in records]
         try:
             single_label = self._add_rules(rules, base, add_key, add_record)
@@ -134,7 +131,6 @@ class MatcherBuilder:
     ) -> bool:
         """File each rule in its part; returns whether some domain rule is a single label."""
         regexes = self._regexes
-        new_hasher = _new_hasher
         exact_kind, regex_kind = RuleKind.EXACT, RuleKind.REGEX
         single_label = False
         for rule in rules:
@@ -155,11 +151,9 @@ class MatcherBuilder:
                 record |= _EXACT_FLAG
             if "." not in pattern:
                 single_label = True
-            hasher = new_hasher()
-            hasher.update(pattern.encode())
-            digest = hasher.digest()
-            part = digest[7]
-            add_key[part](digest)
+            key = _hash64(pattern.encode())
+            part = key >> 56
+            add_key[part](key)
             add_record[part](record)
         return single_label
 
@@ -220,17 +214,15 @@ def _add_run(
     else:
         start = first << 32 | base
         records = range(start, start + len(names) * _LINE_STEP, _LINE_STEP)
-    new_hasher = _new_hasher
+    hash64 = _hash64
     for name, record in zip(names, records):
-        hasher = new_hasher()
-        hasher.update(name)
-        digest = hasher.digest()
-        part = digest[7]
-        add_key[part](digest)
+        key = hash64(name)
+        part = key >> 56
+        add_key[part](key)
         add_record[part](record)
 
 
-def _sort_part(digests: array[int], records: array[int]) -> tuple[array[int], array[int]]:
+def _sort_part(keys: array[int], records: array[int]) -> tuple[array[int], array[int]]:
     """Sort one part by key, permuting its records alike; equal keys keep their order.
 
     The keys of a part share their top byte; with the top byte set to 0x40 instead, the
@@ -238,13 +230,13 @@ def _sort_part(digests: array[int], records: array[int]) -> tuple[array[int], ar
     key, and Python sorts floats several times faster than 64-bit ints. Sorting part by
     part keeps the data in the CPU cache.
     """
-    keys = array("Q", digests)
-    if sys.byteorder == "big":
-        keys.byteswap()  # frombytes stored the little-endian digests natively
     count = len(keys)
     if count < 2:
-        return keys, records
-    raw = bytearray(digests)
+        return array("Q", keys), records
+    little = array("Q", keys)
+    if sys.byteorder == "big":
+        little.byteswap()  # so that byte 7 of each key is its top byte
+    raw = bytearray(little)
     raw[7::8] = b"\x40" * count  # exponent 0x400-0x40F: never zero, subnormal or inf
     floats = array("d", raw)
     if sys.byteorder == "big":
@@ -280,7 +272,8 @@ class _Table:
     single_label: bool  # some rule is a single label, so the last label must be looked up
 
 
-_COMPILED_MAGIC = b"FDNSMAT1"
+_COMPILED_MAGIC = b"FDNSMAT2"
+"""Version 2: XXH3-64 keys (version 1 used BLAKE2b; its files are rebuilt)."""
 _EMPTY_TABLE = _Table(array("Q"), array("Q"), array("Q", [0, 0]), 64, False)
 _Best = dict[tuple[str, bool], tuple[tuple[bool, bool, int, bool], str, int]]
 
@@ -411,7 +404,7 @@ class Matcher:
     def _match_domains(self, name: str, table: _Table, best: _Best) -> None:
         keys, records, starts, shift = table.keys, table.records, table.starts, table.shift
         single_label = table.single_label
-        new_hasher = _new_hasher
+        hash64 = _hash64
         data = name.encode("utf-8", "surrogatepass")
         start = 0
         while True:
@@ -419,9 +412,7 @@ class Matcher:
             if dot < 0 and not single_label:
                 return
             suffix = data[start:] if start else data
-            hasher = new_hasher()
-            hasher.update(suffix)
-            key = _from_bytes(hasher.digest(), "little")
+            key = hash64(suffix)
             bucket = key >> shift
             high = starts[bucket + 1]
             index = bisect_left(keys, key, starts[bucket], high)

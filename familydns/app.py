@@ -17,6 +17,7 @@ import os
 import pwd
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -41,6 +42,10 @@ log = logging.getLogger("familydns")
 
 STORE_RECHECK = 5.0
 """Seconds after which the profile store is read even when its files look unchanged."""
+LIST_REFRESH = 300.0
+"""Seconds between looks for list downloads that are due."""
+LIST_FOLLOW = 10.0
+"""Seconds between a secondary worker's looks for list copies worker 0 downloaded."""
 
 
 class SnapshotPolicy:
@@ -85,6 +90,7 @@ class App:
         clock: Callable[[], float] = time.time,
         use_store: bool = True,
         store_poll: float = 0.5,
+        worker: int = 0,
     ) -> None:
         self.load_config = load_config
         self.data_dir = data_dir
@@ -92,10 +98,14 @@ class App:
         self.clock = clock
         self.use_store = use_store
         self.store_poll = store_poll
+        self.worker = worker
+        """Index among ``serve --workers`` processes: metrics listen on their port plus
+        this, and only worker 0 downloads lists (the others follow its copies)."""
         self.config = load_config()
         self.loader = ListLoader(data_dir)
         self.matcher: Matcher = Matcher.empty()
         self.list_statuses: tuple[ListStatus, ...] = ()
+        self._lists_signature = self._lists_seen = ""
         self.log_writer: LogWriter | None = None
         self._store_version: int | None = None
         self.policy: SnapshotPolicy | None = None
@@ -120,6 +130,7 @@ class App:
     def load_lists(self, config: Config) -> Matcher:
         """Every list from its disk copy or the package (no network): the slow part."""
         result = self.loader.load(all_sources(config))
+        self._lists_signature = result.signature
         for status in result.statuses:
             if status.last_error:
                 log.warning("list %s: %s", status.name, status.last_error)
@@ -184,6 +195,8 @@ class App:
                 return False
             if config.server.listen != self.config.server.listen:
                 log.warning("listen addresses changed: restart familydns to apply them")
+            if config.server.workers != self.config.server.workers:
+                log.warning("server.workers changed: restart familydns to apply it")
             assert self.resolver is not None
             if config.upstreams != self.config.upstreams:
                 old_pool, self.pool = self.pool, UpstreamPool(config.upstreams, self.metrics)
@@ -271,13 +284,27 @@ class App:
         if any(s.last_error is None and not s.from_cache for s in statuses):
             await self.reload()
 
+    async def follow_lists(self) -> None:
+        """Reload when the list copies on disk changed (worker 0 downloaded them) and
+        stayed so since the last look, which gives worker 0 time to finish downloading
+        and to write the compiled lists this reload then reads."""
+        # A thread: resolving every source's path takes a few milliseconds.
+        seen = await asyncio.to_thread(self.loader.signature, all_sources(self.config))
+        if seen != self._lists_signature and seen == self._lists_seen:
+            await self.reload()
+        self._lists_seen = seen
+
     async def _refresh_forever(self) -> None:
+        """Worker 0 downloads; with ``serve --workers`` the others pick up its copies."""
         while True:
             try:
-                await self.refresh_lists()
+                if self.worker == 0:
+                    await self.refresh_lists()
+                else:
+                    await self.follow_lists()
             except Exception:
                 log.exception("list refresh failed")
-            await asyncio.sleep(300)
+            await asyncio.sleep(LIST_REFRESH if self.worker == 0 else LIST_FOLLOW)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -326,11 +353,12 @@ class App:
             drop_privileges(config.server.user, self.data_dir)
         if config.metrics.listen:
             host, port = parse_listen(config.metrics.listen)
+            port += self.worker  # serve --workers: worker i on the port + i
             try:
                 self._metrics_server = self.metrics.serve(host, port)
             except OSError as exc:
-                log.error("metrics endpoint %s unavailable: %s", config.metrics.listen,
-                          exc.strerror or exc)
+                log.error("metrics endpoint %s port %d unavailable: %s",
+                          config.metrics.listen, port, exc.strerror or exc)
         if any(s.url for s in all_sources(config)):
             self._background.append(asyncio.create_task(self._refresh_forever()))
         if self.use_store:
@@ -339,19 +367,23 @@ class App:
             f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses))
 
     async def _listen(self, host: str, port: int, server_metrics: _ServerMetrics) -> None:
-        """UDP and TCP on the same address; port 0 picks one free port for both."""
+        """UDP and TCP on the same address; port 0 picks one free port for both.
+
+        With ``server.workers`` above 1, every worker binds the same address with
+        SO_REUSEPORT and the kernel spreads clients (by address and port) over them."""
         loop = asyncio.get_running_loop()
         assert self.resolver is not None and self._inflight is not None
         assert self._tcp is not None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        shared = self.config.server.workers > 1 or None
         for attempt in range(20):
             udp, _ = await loop.create_datagram_endpoint(
                 lambda: UdpListener(self.resolver, self._inflight, server_metrics),  # type: ignore[arg-type]
-                local_addr=(host, port), family=family)
+                local_addr=(host, port), family=family, reuse_port=shared)
             bound = udp.get_extra_info("sockname")[1]
             try:
                 tcp = await asyncio.start_server(self._tcp.serve, host, bound, family=family,
-                                                 reuse_address=True)
+                                                 reuse_address=True, reuse_port=shared)
             except OSError:
                 udp.close()
                 if port == 0 and attempt < 19:
@@ -420,8 +452,12 @@ def drop_privileges(user: str, data_dir: Path) -> None:
     log.info("dropped root: running as %s", user)
 
 
-async def serve_forever(app: App) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+async def serve_forever(app: App,
+                        on_started: Callable[[Callable[[], None]], None] | None = None) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code.
+
+    ``on_started(stop)`` runs once the listeners are up: a worker of ``serve --workers``
+    tells its supervisor, and calls ``stop`` should the supervisor go away."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     try:
@@ -430,23 +466,37 @@ async def serve_forever(app: App) -> int:
         log.error("%s", exc)
         await app.stop()
         return 1
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reload()))
-    await stop.wait()
-    log.info("stopping: finishing in-flight queries")
-    await app.stop()
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reload()))
+        if on_started is not None:
+            on_started(stop.set)
+        await stop.wait()
+        log.info("stopping: finishing in-flight queries")
+    finally:
+        # Also on an unexpected error: an open log writer's thread would keep the
+        # process from exiting, holding its listening sockets without answering.
+        await app.stop()
     return 0
 
 
-def run(app_factory: Callable[[], App]) -> int:
+GIL_SWITCH_INTERVAL = 0.0005
+"""Seconds a background thread (SQLite writes, the metrics server) may hold the GIL
+while the DNS loop waits for it; Python's default of 5 ms showed up as p99 latency."""
+
+
+def run(app_factory: Callable[[], App],
+        on_started: Callable[[Callable[[], None]], None] | None = None) -> int:
     """Entry point for ``familydns serve``: uvloop when installed, else asyncio."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_run(app_factory))
-    return uvloop.run(_run(app_factory))
+        return asyncio.run(_run(app_factory, on_started))
+    return uvloop.run(_run(app_factory, on_started))
 
 
-async def _run(app_factory: Callable[[], App]) -> int:
-    return await serve_forever(app_factory())
+async def _run(app_factory: Callable[[], App],
+               on_started: Callable[[Callable[[], None]], None] | None) -> int:
+    return await serve_forever(app_factory(), on_started)

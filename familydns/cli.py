@@ -23,7 +23,7 @@ from typing import Any, Self, TypeVar
 import click
 
 from familydns import __version__
-from familydns.config import Config, default_data_dir, load_config
+from familydns.config import MAX_WORKERS, Config, default_data_dir, load_config
 from familydns.errors import ConfigError, FamilyDNSError
 from familydns.textout import bars, format_duration, parse_duration, table
 
@@ -73,10 +73,12 @@ class Context:
         return default_data_dir()
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, worker: int | None = None) -> None:
+    """Log lines go to stderr; a worker of ``serve --workers`` says which it is."""
+    who = "%(name)s" if worker is None else f"%(name)s[worker {worker}]"
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {who}: %(message)s",
         stream=sys.stderr,
     )
 
@@ -226,26 +228,55 @@ def init(obj: Context, force: bool) -> None:
                    "cloudflare-dns.com; repeatable; overrides the file.")
 @click.option("--metrics", metavar="ADDR:PORT",
               help="Prometheus endpoint address, or 'off'.")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS),
+              help="Resolver processes sharing the listen addresses, e.g. one per core "
+                   "[default: server.workers, 1]; worker i serves metrics on the metrics "
+                   "port + i.")
+@click.option("--worker-index", type=click.IntRange(0, MAX_WORKERS - 1), hidden=True)
+@click.option("--worker-fd", type=int, hidden=True)
 @click.pass_obj
 def serve(obj: Context, config_path: Path | None, listen: tuple[str, ...],
-          upstream: tuple[str, ...], metrics: str | None) -> None:
+          upstream: tuple[str, ...], metrics: str | None, workers: int | None,
+          worker_index: int | None, worker_fd: int | None) -> None:
     """Run the resolver until SIGTERM (SIGHUP reloads config and lists)."""
-    from familydns.app import App, run
-
     if config_path is not None:
         obj.config_path = config_path
 
     def load() -> Config:
         cfg = obj.config()
-        return cfg.with_overrides(listen=listen, upstreams=upstream, metrics=metrics)
+        return cfg.with_overrides(listen=listen, upstreams=upstream, metrics=metrics,
+                                  workers=workers)
 
     try:
         config = load()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    setup_logging(config.log.level)
     data_dir = obj.data_dir(config)
-    sys.exit(run(lambda: App(load, data_dir)))
+    if worker_index is None and config.server.workers > 1:
+        from familydns.workers import supervise
+
+        setup_logging(config.log.level)
+        # Each worker is this command again, with the paths resolved here and the
+        # count fixed (a restarted worker must share the port even if the file changed).
+        command = [sys.executable, "-m", "familydns", "--data-dir", str(data_dir)]
+        found = obj.resolve_config_path()
+        if found is not None:
+            command += ["--config", str(found)]
+        command += ["serve", "--workers", str(config.server.workers)]
+        for item in listen:
+            command += ["--listen", item]
+        for url in upstream:
+            command += ["--upstream", url]
+        if metrics is not None:
+            command += ["--metrics", metrics]
+        sys.exit(supervise(config, command))
+
+    from familydns.app import App, run
+    from familydns.workers import worker_link
+
+    setup_logging(config.log.level, worker_index)
+    on_started = worker_link(worker_fd) if worker_fd is not None else None
+    sys.exit(run(lambda: App(load, data_dir, worker=worker_index or 0), on_started))
 
 
 # ------------------------------------------------------------------------ profiles

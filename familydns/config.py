@@ -8,6 +8,7 @@ needs are parsed here so nothing is re-parsed per query.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -34,6 +35,7 @@ DEFAULT_ALLOW_FROM = (
     "fc00::/7",                                               # ULA
 )
 DEFAULT_LOCAL_DOMAINS = ("lan", "local", "home.arpa", "internal", "localdomain")
+MAX_WORKERS = 256
 UPSTREAM_SCHEMES = {"udp": 53, "tcp": 53, "tls": 853}
 
 
@@ -141,6 +143,10 @@ class ServerConfig:
     """Upstream lookups one client may have waiting at once."""
     user: str | None = None
     """Drop root to this user after binding the listening ports."""
+    workers: int = 1
+    """Resolver processes. Above 1, each is a full resolver (own cache, own policy
+    snapshot) bound to every listen address with SO_REUSEPORT, so the kernel spreads
+    clients over the cores; worker i serves metrics on the metrics port + i."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,10 +275,14 @@ class Config:
         upstreams: tuple[str, ...] = (),
         metrics: str | None = None,
         data_dir: str | None = None,
+        workers: int | None = None,
     ) -> Config:
         """Apply command-line overrides, validating them like file values."""
         problems: list[str] = []
         cfg = self
+        if workers is not None:
+            cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server,
+                                                                      workers=workers))
         if listen:
             for i, item in enumerate(listen):
                 try:
@@ -301,9 +311,41 @@ class Config:
                 cfg = dataclasses.replace(cfg, metrics=MetricsConfig(listen=metrics))
         if data_dir is not None:
             cfg = dataclasses.replace(cfg, data_dir=data_dir)
+        if workers is not None or listen or metrics is not None:
+            problems += [f"{key}: {message}" for key, message in worker_problems(cfg)]
         if problems:
             raise ConfigError(problems, "command line")
         return cfg
+
+
+def worker_problems(cfg: Config) -> list[tuple[str, str]]:
+    """(key, problem) for settings that several worker processes cannot share.
+
+    Workers bind the same addresses with SO_REUSEPORT, so each must name one fixed port:
+    port 0 would give every worker a different one. Worker i serves metrics on the
+    metrics port + i, so that range must exist too."""
+    workers = cfg.server.workers
+    if not 1 <= workers <= MAX_WORKERS:
+        return [("server.workers", f"must be between 1 and {MAX_WORKERS}, got {workers}")]
+    if workers == 1:
+        return []
+    shared = f"with server.workers: {workers}"
+    found: list[tuple[str, str]] = []
+    for i, item in enumerate(cfg.server.listen):
+        with contextlib.suppress(ValueError):
+            if parse_listen(item)[1] == 0:
+                message = f"port 0 cannot be shared {shared}; give a fixed port"
+                found.append((f"server.listen[{i}]", message))
+    if cfg.metrics.listen:
+        with contextlib.suppress(ValueError):
+            port = parse_listen(cfg.metrics.listen)[1]
+            if port == 0:
+                message = f"port 0 cannot be used {shared} (worker i uses the port + i)"
+                found.append(("metrics.listen", message))
+            elif port + workers - 1 > 65535:
+                message = f"worker i uses port {port} + i, beyond 65535 {shared}"
+                found.append(("metrics.listen", message))
+    return found
 
 
 # ---------------------------------------------------------------- generic strict loader
@@ -433,6 +475,8 @@ def _validate(cfg: Config, loader: _Loader, raw: dict[str, Any]) -> Config:
                  "max_inflight_per_client"):
         if getattr(cfg.server, name) < 1:
             fail(f"server.{name}", "must be at least 1")
+    for key, message in worker_problems(cfg):
+        fail(key, message)
     if cfg.upstreams.timeout <= 0:
         fail("upstreams.timeout", "must be positive")
     if cfg.cache.min_ttl < 0 or cfg.cache.max_ttl < cfg.cache.min_ttl:

@@ -98,3 +98,25 @@ def test_upstream_urls_are_parsed_once() -> None:
     assert (tls.scheme, tls.host, tls.port, tls.server_name) == (
         "tls", "2620:fe::fe", 853, "dns.quad9.net")
     assert (udp.host, udp.port) == ("192.0.2.1", 53)
+
+
+def test_the_workers_key_and_what_it_rules_out() -> None:
+    def cfg(server: dict[str, object], metrics: str | None = None) -> Config:
+        return load_config_data({"server": server, "metrics": {"listen": metrics}})
+
+    assert load_config_data({}).server.workers == 1
+    assert cfg({"workers": 4, "listen": ["127.0.0.1:53"]}, "127.0.0.1:9153").server.workers == 4
+    for server, metrics, expected in [
+        ({"workers": 0}, None, "server.workers: must be between 1 and 256"),
+        ({"workers": 2, "listen": ["127.0.0.1:53", "[::1]:0"]}, None,
+         "server.listen[1]: port 0 cannot be shared with server.workers: 2"),
+        ({"workers": 2}, "127.0.0.1:0", "metrics.listen: port 0 cannot be used"),
+        ({"workers": 3}, "127.0.0.1:65534", "metrics.listen: worker i uses port 65534 + i"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            cfg(server, metrics)
+        assert any(expected in p for p in info.value.problems), info.value.problems
+    base = load_config_data({"server": {"listen": ["127.0.0.1:0"]}})
+    with pytest.raises(ConfigError, match=r"server.listen\[0\]: port 0 cannot be shared"):
+        base.with_overrides(workers=2)
+    assert base.with_overrides(workers=2, listen=("127.0.0.1:5300",)).server.workers == 2

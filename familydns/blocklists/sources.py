@@ -122,6 +122,7 @@ class LoadResult:
     matcher: Matcher
     statuses: tuple[ListStatus, ...]
     bad: tuple[BadLine, ...]  # at most RESULT_BAD_PER_SOURCE per source
+    signature: str = ""  # of the files read (``ListLoader.signature``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +190,18 @@ class ListLoader:
             status, kept = self._load_one(builder, source)
             statuses.append(status)
             bad.extend(kept)
-        result = LoadResult(builder.build(), tuple(statuses), tuple(bad))
+        result = LoadResult(builder.build(), tuple(statuses), tuple(bad), signature)
         self._write_compiled(signature, result)
         return result
 
     @property
     def compiled_path(self) -> Path:
         return self._lists_dir / "compiled.bin"
+
+    def signature(self, sources: Iterable[ListSource]) -> str:
+        """Changes whenever ``load`` would read something else: a source's settings, or
+        its file's size or time. A few ``stat`` calls, so cheap enough to poll."""
+        return self._signature(tuple(sources))
 
     def _signature(self, sources: tuple[ListSource, ...]) -> str:
         parts: list[object] = [_COMPILED_VERSION]
@@ -226,7 +232,7 @@ class ListLoader:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring the compiled lists (%s); building them again", exc)
             return None
-        return LoadResult(matcher, statuses, bad)
+        return LoadResult(matcher, statuses, bad, signature)
 
     def _write_compiled(self, signature: str, result: LoadResult) -> None:
         head = json.dumps({
@@ -235,16 +241,20 @@ class ListLoader:
             "bad": [dataclasses.asdict(b) for b in result.bad],
         }).encode()
         path = self.compiled_path
-        tmp = path.with_suffix(".tmp")
+        # A temp name of its own: worker processes (serve --workers) may compile at once,
+        # and a shared name would let one rename the other's half-written file.
+        tmp = path.with_name(f".compiled.{os.getpid()}.{os.urandom(4).hex()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as out:
+            with tmp.open("xb") as out:
                 out.write(len(head).to_bytes(8, "little"))
                 out.write(head)
                 out.write(result.matcher.to_bytes())
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("cannot keep the compiled lists in %s: %s", path, exc)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _load_one(
         self, builder: MatcherBuilder, source: ListSource

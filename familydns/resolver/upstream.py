@@ -23,9 +23,9 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from familydns.config import UpstreamConfig, UpstreamsConfig
 from familydns.errors import UpstreamError, WireError
@@ -386,19 +386,21 @@ class UpstreamPool:
     async def _over_tcp(self, up: Upstream, question: bytes, do: bool, cd: bool
                         ) -> wire.Reply:
         """After a truncated UDP reply: the same upstream over TCP, then the others."""
-        size = self.config.edns_udp_size
-        begun = self.clock()
-        reply = None
-        try:
-            reply = self._parse(up, await self._stream(
-                up, question, lambda qid: wire.make_upstream_query(qid, question, do, cd, size)))
-        except UpstreamError as exc:
-            error = self._record(up, self.clock() - begun, None, exc)
-        else:
-            error = self._record(up, self.clock() - begun, reply, None)
+        reply, error = await self._attempt(up, self._ask(up, question, do, cd, stream=True))
         if error is None and reply is not None:
             return reply
         return await self.resolve(question, do, cd, (up, error or "", reply))
+
+    async def _attempt(self, up: Upstream, ask: Coroutine[Any, Any, wire.Reply]
+                       ) -> tuple[wire.Reply | None, str | None]:
+        """Await one exchange with ``up`` and record it: (reply, None) for a good answer,
+        else (the failing reply or None, the error)."""
+        begun = self.clock()
+        try:
+            reply = await ask
+        except UpstreamError as exc:
+            return None, self._record(up, self.clock() - begun, None, exc)
+        return reply, self._record(up, self.clock() - begun, reply, None)
 
     def _record(self, up: Upstream, seconds: float, reply: wire.Reply | None,
                 exc: UpstreamError | None) -> str | None:
@@ -434,14 +436,7 @@ class UpstreamPool:
         for up in self.order():
             if tried is not None and up is tried[0]:
                 continue
-            begun = self.clock()
-            reply = None
-            try:
-                reply = await self._ask(up, question, do, cd)
-            except UpstreamError as exc:
-                error = self._record(up, self.clock() - begun, None, exc)
-            else:
-                error = self._record(up, self.clock() - begun, reply, None)
+            reply, error = await self._attempt(up, self._ask(up, question, do, cd))
             if error is None and reply is not None:
                 return reply
             errors.append(error or "")
@@ -450,9 +445,12 @@ class UpstreamPool:
             return last_reply
         raise UpstreamError("all upstreams failed: " + "; ".join(errors))
 
-    async def _ask(self, up: Upstream, question: bytes, do: bool, cd: bool) -> wire.Reply:
+    async def _ask(self, up: Upstream, question: bytes, do: bool, cd: bool,
+                   stream: bool = False) -> wire.Reply:
+        """One exchange: UDP first for a udp:// upstream (TCP when truncated, or when
+        ``stream`` says so), else its TCP or TLS connection."""
         size = self.config.edns_udp_size
-        if up.config.scheme == "udp":
+        if up.config.scheme == "udp" and not stream:
             mixed = wire.randomize_case(question)
             data = await self._udp(up, mixed, lambda qid: wire.make_upstream_query(
                 qid, mixed, do, cd, size))

@@ -339,26 +339,16 @@ class UpstreamPool:
         up = self.order()[0] if self.upstreams else None
         if up is None or up.config.scheme != "udp":
             return loop.create_task(self.resolve(question, do, cd))
-        if up.udp is None:
-            up.udp = UdpPorts(up.config.host, up.config.port, self.config.queries_per_port,
-                              lambda: self.metrics.upstream_rejected(up.name))
-        mixed = wire.randomize_case(question)
-        size = self.config.edns_udp_size
         begun = self.clock()
         try:
-            sent = up.udp.send(mixed, lambda qid: wire.make_upstream_query(
-                qid, mixed, do, cd, size))
+            sent = self._send_udp(up, question, do, cd)
         except UpstreamError as exc:
             error = self._record(up, 0.0, None, exc) or str(exc)
             return loop.create_task(self.resolve(question, do, cd, (up, error, None)))
         out: asyncio.Future[wire.Reply] = loop.create_future()
-        timeout = self.config.timeout
-        timer = loop.call_later(timeout, _expire, sent, timeout)
 
         def done(_: asyncio.Future[bytes]) -> None:
-            timer.cancel()
-            assert up is not None and up.udp is not None
-            up.udp.forget(sent)
+            assert up is not None
             failure = UpstreamError("cancelled") if sent.cancelled() else sent.exception()
             if out.done():
                 return
@@ -449,14 +439,11 @@ class UpstreamPool:
                    stream: bool = False) -> wire.Reply:
         """One exchange: UDP first for a udp:// upstream (TCP when truncated, or when
         ``stream`` says so), else its TCP or TLS connection."""
-        size = self.config.edns_udp_size
         if up.config.scheme == "udp" and not stream:
-            mixed = wire.randomize_case(question)
-            data = await self._udp(up, mixed, lambda qid: wire.make_upstream_query(
-                qid, mixed, do, cd, size))
-            reply = self._parse(up, data)
+            reply = self._parse(up, await self._send_udp(up, question, do, cd))
             if not reply.truncated:
                 return reply
+        size = self.config.edns_udp_size
         data = await self._stream(up, question, lambda qid: wire.make_upstream_query(
             qid, question, do, cd, size))
         return self._parse(up, data)
@@ -467,18 +454,28 @@ class UpstreamPool:
         except WireError as exc:
             raise UpstreamError(f"malformed reply: {exc.reason}") from None
 
-    async def _udp(self, up: Upstream, question: bytes, make: Callable[[int], bytes]) -> bytes:
+    def _send_udp(self, up: Upstream, question: bytes, do: bool, cd: bool
+                  ) -> asyncio.Future[bytes]:
+        """Send ``question`` (its letters in random case) to a udp:// upstream; the
+        future gets the reply or, after ``timeout``, an UpstreamError. However it ends
+        (answered, timed out, cancelled), its timer and its port slot are released."""
         if up.udp is None:
             up.udp = UdpPorts(up.config.host, up.config.port, self.config.queries_per_port,
                               lambda: self.metrics.upstream_rejected(up.name))
-        fut = up.udp.send(question, make)
-        timer = asyncio.get_running_loop().call_later(
-            self.config.timeout, _expire, fut, self.config.timeout)
-        try:
-            return await fut
-        finally:
+        ports = up.udp
+        mixed = wire.randomize_case(question)
+        size = self.config.edns_udp_size
+        sent = ports.send(mixed, lambda qid: wire.make_upstream_query(qid, mixed, do, cd,
+                                                                      size))
+        timeout = self.config.timeout
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, sent, timeout)
+
+        def release(_: asyncio.Future[bytes]) -> None:
             timer.cancel()
-            up.udp.forget(fut)
+            ports.forget(sent)
+
+        sent.add_done_callback(release)
+        return sent
 
     async def _stream(self, up: Upstream, question: bytes,
                       make: Callable[[int], bytes]) -> bytes:

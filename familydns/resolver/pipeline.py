@@ -294,12 +294,18 @@ class Resolver:
         if error is not None:
             if not isinstance(error, UpstreamError):
                 raise error
-            log.debug("SERVFAIL for %s: %s", query.qname, error)
-            return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
-                              start, limit)
+            return self._servfail(query, start, limit, error)
         entry = fetch.result()
         return self._answer(query, client, entry, self.clock(), start, limit,
                             _result_of(entry), decision=decision)
+
+    def _servfail(self, query: wire.Query, start: float, limit: int,
+                  error: BaseException) -> bytes:
+        """Every upstream failed and nothing stale may stand in: say so (never NXDOMAIN,
+        which would claim the name does not exist)."""
+        log.debug("SERVFAIL for %s: %s", query.qname, error)
+        return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
+                          start, limit)
 
     def _release(self, address: str) -> None:
         left = self._per_client.get(address, 1) - 1
@@ -330,9 +336,7 @@ class Resolver:
             if stale is not None and self.config.cache.serve_stale:
                 return self._answer(query, client, stale, now, start, limit, "stale", True,
                                     decision=decision)
-            log.debug("SERVFAIL for %s: %s", query.qname, exc)
-            return self._done(query, wire.build_response(query, wire.SERVFAIL), "servfail",
-                              start, limit)
+            return self._servfail(query, start, limit, exc)
         return self._answer(query, client, entry, self.clock(), start, limit,
                             _result_of(entry), decision=decision)
 

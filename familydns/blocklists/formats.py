@@ -38,7 +38,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from familydns.blocklists.domains import (
     DomainError,
@@ -47,6 +47,7 @@ from familydns.blocklists.domains import (
     normalize_domain,
 )
 from familydns.blocklists.regexes import RegexError, compile_rule_regex
+from familydns.frozen import fast_init
 
 FORMATS = frozenset({"auto", "hosts", "domains", "wildcard", "adblock", "regex", "dnsmasq", "rpz"})
 SCOPES = frozenset({"subtree", "exact"})
@@ -61,6 +62,7 @@ class RuleKind(enum.Enum):
     REGEX = "regex"  # a vetted regex searched in the name
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ParsedRule:
     """One rule from a list.
@@ -138,34 +140,7 @@ class ParseTally:
             self.bad.append(BadLine(self.source, line, text, reason))
 
 
-def _fast_constructor() -> Callable[[str, RuleKind, bool, bool, int], ParsedRule]:
-    """Build ParsedRule without the generated ``__init__``.
-
-    The frozen dataclass ``__init__`` stores each field through ``object.__setattr__``,
-    which costs about 1 us per rule; writing the slots directly does the same stores in
-    about 0.6 us, a third of the parse time of a plain domain list.
-    """
-    slots: dict[str, Any] = dict(vars(ParsedRule))
-    set_pattern = slots["pattern"].__set__
-    set_kind = slots["kind"].__set__
-    set_exception = slots["exception"].__set__
-    set_important = slots["important"].__set__
-    set_line = slots["line"].__set__
-    new = object.__new__
-
-    def make(pattern: str, kind: RuleKind, exception: bool, important: bool, line: int) -> Any:
-        rule = new(ParsedRule)
-        set_pattern(rule, pattern)
-        set_kind(rule, kind)
-        set_exception(rule, exception)
-        set_important(rule, important)
-        set_line(rule, line)
-        return rule
-
-    return make
-
-
-_rule = _fast_constructor()
+_rule = ParsedRule  # positional: (pattern, kind, exception, important, line)
 _SUBTREE = RuleKind.SUBTREE
 _EXACT = RuleKind.EXACT
 _REGEX = RuleKind.REGEX

@@ -36,7 +36,7 @@ from familydns.resolver.identity import ClientIdentity
 from familydns.resolver.pipeline import Resolver
 from familydns.resolver.server import Inflight, TcpListener, UdpListener
 from familydns.resolver.upstream import UpstreamPool
-from familydns.store import LogWriter, Store, StoreState
+from familydns.store import LogWriter, Store, StoreState, log_key
 
 log = logging.getLogger("familydns")
 
@@ -273,10 +273,8 @@ class App:
         ``LogKey``) rather than building an event object."""
         writer = self.log_writer
         if writer is not None:
-            writer.record(now, (
-                self.config.household.name, client.client_id or client.mac or client.address,
-                decision.profile, qname, qtype, decision.action.value, decision.category,
-                decision.rule, decision.source, decision.reason))
+            writer.record(now, log_key(decision, client, qname, qtype,
+                                       self.config.household.name))
 
     async def refresh_lists(self, force: bool = False) -> None:
         """Download URL sources that are due, then reload if anything changed."""

@@ -6,7 +6,15 @@
 """
 
 from familydns.store.export import export_yaml, import_yaml
-from familydns.store.log import LogEvent, LogKey, LogWriter, ProfileReport, query_log, report
+from familydns.store.log import (
+    LogEvent,
+    LogKey,
+    LogWriter,
+    ProfileReport,
+    log_key,
+    query_log,
+    report,
+)
 from familydns.store.store import UNSET, Store, StoreState
 from familydns.store.values import DEFAULT_HOUSEHOLD, Device, StoreError
 
@@ -23,6 +31,7 @@ __all__ = [
     "StoreState",
     "export_yaml",
     "import_yaml",
+    "log_key",
     "query_log",
     "report",
 ]

@@ -90,13 +90,15 @@ class LogEvent:
     def from_decision(cls, decision: Decision, client: ClientIdentity, qname: str,
                       qtype: int, ts: float,
                       household: str = DEFAULT_HOUSEHOLD) -> LogEvent:
-        return cls(
-            ts=ts, household=household,
-            device=client.client_id or client.mac or client.address,
-            profile=decision.profile, qname=qname, qtype=qtype,
-            action=decision.action.value, category=decision.category,
-            rule=decision.rule, source=decision.source, reason=decision.reason,
-        )
+        return cls(ts, *log_key(decision, client, qname, qtype, household))
+
+
+def log_key(decision: Decision, client: ClientIdentity, qname: str, qtype: int,
+            household: str = DEFAULT_HOUSEHOLD) -> LogKey:
+    """The row a lookup counts towards; ``device`` is the client's id, MAC or address."""
+    return (household, client.client_id or client.mac or client.address, decision.profile,
+            qname, qtype, decision.action.value, decision.category, decision.rule,
+            decision.source, decision.reason)
 
 
 class LogWriter:

@@ -84,11 +84,14 @@ class _Query(NamedTuple):
     """The start of the current minute, household time."""
     band: AgeBand
     active: tuple[Schedule, ...]
-    now: float
     allowed: Decision
     """The verdict for a name no rule touches: one shared value, not one per query."""
     blocked: dict[str, str]
     """Blocked categories right now mapped to their origin (effective_categories)."""
+    verdicts: dict[tuple[tuple[HitLike, ...], str | None], Decision | None]
+    """Category verdicts already reached this minute, by the matcher's hits (and the
+    CNAME owner they were reached through): a listed domain's subdomains and repeats
+    share one Decision instead of building its reason text again."""
 
 
 CONTEXTS_MAX = 4096
@@ -103,18 +106,18 @@ def decide(
     ``qtype`` does not change the verdict: AAAA and HTTPS are judged exactly like A, so
     no record type is a way around a block.
     """
-    q = _query(snapshot, client, now)
+    q = _context_of(snapshot, client, now)
     profile = q.profile
     bypass = profile.bypass_protection
     if bypass if bypass is not None else q.band.bypass_protection:
         found = BYPASS_NAMES.get(qname)
         if found is not None:
             return _bypass(profile, qname, *found)
-    paused = _pause(q)
+    paused = _pause(q, now)
     if paused is not None:
         return paused
     bedtime = _schedule_block(q, qname)
-    rule = _parent_rule(q, qname)
+    rule = _parent_rule(q, qname, now)
     if rule is not None:
         kind, entry, until = rule
         if kind == "deny":
@@ -125,11 +128,10 @@ def decide(
         return bedtime
     hits = snapshot.matcher.match(qname)
     if hits or profile.allowlist_only:
-        resolved = _resolve(hits)
-        blocked = _category_block(q, resolved, None)
+        blocked = _category_verdict(q, hits, None)
         if blocked is not None:
             return blocked
-        if profile.allowlist_only and "kids_allowlist" not in resolved:
+        if profile.allowlist_only and "kids_allowlist" not in _resolve(hits):
             return _block(
                 profile,
                 f"{qname} is blocked for {profile.name}: allowlist-only mode, and it is on "
@@ -158,23 +160,23 @@ def decide_chain(
     qname = next(chain, None)
     if qname is None:
         return None
-    q = _query(snapshot, client, now)
-    rule = _parent_rule(q, qname)
+    q = _context_of(snapshot, client, now)
+    rule = _parent_rule(q, qname, now)
     if rule is not None and rule[0] != "deny":
         return None
     for target in chain:
-        rule = _parent_rule(q, target)
+        rule = _parent_rule(q, target, now)
         if rule is not None:
             if rule[0] == "deny":
                 return _deny(q.profile, rule[1], qname)
             continue
-        blocked = _category_block(q, _resolve(snapshot.matcher.match(target)), qname)
+        blocked = _category_verdict(q, snapshot.matcher.match(target), qname)
         if blocked is not None:
             return blocked
     return None
 
 
-def _query(snapshot: PolicySnapshot, client: ClientIdentity, now: float) -> _Query:
+def _context_of(snapshot: PolicySnapshot, client: ClientIdentity, now: float) -> _Query:
     contexts = snapshot.contexts
     found = contexts.get(client)
     if found is None or not found[0] <= now < found[0] + 60.0:
@@ -183,7 +185,7 @@ def _query(snapshot: PolicySnapshot, client: ClientIdentity, now: float) -> _Que
             contexts.clear()
         found = contexts[client] = (start, _context(snapshot, client, start))
     q: _Query = found[1]
-    return _Query(snapshot, q.profile, q.local, q.band, q.active, now, q.allowed, q.blocked)
+    return q
 
 
 def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> _Query:
@@ -197,8 +199,8 @@ def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> 
     setting = profile.rebinding_protection
     allowed = Decision(Action.ALLOW, profile.name, _ALLOWED, guard_private=(
         setting if setting is not None else band.bypass_protection))
-    return _Query(snapshot, profile, local, band, active, start, allowed,
-                  effective_categories(profile, local.date(), active))
+    return _Query(snapshot, profile, local, band, active, allowed,
+                  effective_categories(profile, local.date(), active), {})
 
 
 def _block(
@@ -229,8 +231,8 @@ def _bypass(profile: Profile, qname: str, answer: BlockAnswer, why: str) -> Deci
     )
 
 
-def _pause(q: _Query) -> Decision | None:
-    paused, until = q.snapshot.overrides.paused(q.profile.name, q.now)
+def _pause(q: _Query, now: float) -> Decision | None:
+    paused, until = q.snapshot.overrides.paused(q.profile.name, now)
     if not paused:
         return None
     end = "a parent resumes it" if until is None else _clock(q, until)
@@ -244,11 +246,11 @@ def _clock(q: _Query, epoch: float) -> str:
     return when.strftime("%H:%M" if when.date() == q.local.date() else "%a %H:%M")
 
 
-def _parent_rule(q: _Query, name: str) -> tuple[str, str, float | None] | None:
+def _parent_rule(q: _Query, name: str, now: float) -> tuple[str, str, float | None] | None:
     """The most specific parent rule covering ``name``: (kind, entry, until)."""
     profile = q.profile
     found: list[tuple[int, int, str, str, float | None]] = []
-    temporary = q.snapshot.overrides.allowed_until(profile.name, name, q.now)
+    temporary = q.snapshot.overrides.allowed_until(profile.name, name, now)
     if temporary is not None:
         found.append((len(temporary[0]), 2, "temporary", temporary[0], temporary[1]))
     deny = match_subtree(name, profile.deny)
@@ -313,6 +315,25 @@ def _resolve(hits: Sequence[HitLike]) -> dict[str, HitLike]:
         if block is not None and (exception.important or not block.important):
             del blocks[category]
     return blocks
+
+
+VERDICTS_MAX = 4096
+"""Category verdicts remembered per client and minute; past it the memo starts over."""
+
+
+def _category_verdict(q: _Query, hits: tuple[HitLike, ...], via: str | None
+                      ) -> Decision | None:
+    """``_category_block`` for the matcher's ``hits``, memoised for the minute."""
+    verdicts = q.verdicts
+    key = (hits, via)
+    try:
+        return verdicts[key]
+    except KeyError:
+        pass
+    if len(verdicts) >= VERDICTS_MAX:
+        verdicts.clear()
+    found = verdicts[key] = _category_block(q, _resolve(hits), via)
+    return found
 
 
 def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> Decision | None:

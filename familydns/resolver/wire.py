@@ -90,29 +90,33 @@ class Query:
 
 
 def _read_labels(data: bytes, off: int, limit: int) -> tuple[str, int]:
-    """Read an uncompressed name (as in a query's question); returns (name, next offset)."""
-    labels: list[str] = []
-    total = 0
+    """Read an uncompressed name (as in a query's question); returns (name, next offset).
+
+    It runs for every query: one pass over the length bytes checks the name, then the
+    length bytes inside one copy become dots (no slice and decode per label)."""
+    start = off
     while True:
         if off >= limit:
             raise ValueError("name runs past the end")
         n = data[off]
         if n == 0:
-            off += 1
             break
-        if n & 0xC0:
-            raise ValueError("compression pointer in question")
         if n > 63:
-            raise ValueError("label longer than 63")
-        total += n + 1
-        if total > MAX_NAME - 1:
+            raise ValueError("compression pointer in question" if n & 0xC0
+                             else "label longer than 63")
+        off += n + 1
+        if off - start > MAX_NAME - 1:
             raise ValueError("name longer than 255")
-        end = off + 1 + n
-        if end > limit:
-            raise ValueError("label runs past the end")
-        labels.append(data[off + 1:end].decode("latin-1"))
-        off = end
-    return ".".join(labels).lower(), off
+    if off == start:
+        return "", off + 1
+    name = bytearray(data[start + 1:off])
+    i = data[start]
+    size = len(name)
+    while i < size:
+        step = name[i]
+        name[i] = 0x2E
+        i += step + 1
+    return name.decode("latin-1").lower(), off + 1
 
 
 def read_name(data: bytes, off: int) -> tuple[str, int]:

@@ -88,10 +88,6 @@ class _Query(NamedTuple):
     """The verdict for a name no rule touches: one shared value, not one per query."""
     blocked: dict[str, str]
     """Blocked categories right now mapped to their origin (effective_categories)."""
-    verdicts: dict[tuple[tuple[HitLike, ...], str | None], Decision | None]
-    """Category verdicts already reached this minute, by the matcher's hits (and the
-    CNAME owner they were reached through): a listed domain's subdomains and repeats
-    share one Decision instead of building its reason text again."""
 
 
 CONTEXTS_MAX = 4096
@@ -128,10 +124,11 @@ def decide(
         return bedtime
     hits = snapshot.matcher.match(qname)
     if hits or profile.allowlist_only:
-        blocked = _category_verdict(q, hits, None)
+        resolved = _resolve(hits)
+        blocked = _category_block(q, resolved, None)
         if blocked is not None:
             return blocked
-        if profile.allowlist_only and "kids_allowlist" not in _resolve(hits):
+        if profile.allowlist_only and "kids_allowlist" not in resolved:
             return _block(
                 profile,
                 f"{qname} is blocked for {profile.name}: allowlist-only mode, and it is on "
@@ -170,7 +167,7 @@ def decide_chain(
             if rule[0] == "deny":
                 return _deny(q.profile, rule[1], qname)
             continue
-        blocked = _category_verdict(q, snapshot.matcher.match(target), qname)
+        blocked = _category_block(q, _resolve(snapshot.matcher.match(target)), qname)
         if blocked is not None:
             return blocked
     return None
@@ -200,7 +197,7 @@ def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> 
     allowed = Decision(Action.ALLOW, profile.name, _ALLOWED, guard_private=(
         setting if setting is not None else band.bypass_protection))
     return _Query(snapshot, profile, local, band, active, allowed,
-                  effective_categories(profile, local.date(), active), {})
+                  effective_categories(profile, local.date(), active))
 
 
 def _block(
@@ -315,25 +312,6 @@ def _resolve(hits: Sequence[HitLike]) -> dict[str, HitLike]:
         if block is not None and (exception.important or not block.important):
             del blocks[category]
     return blocks
-
-
-VERDICTS_MAX = 4096
-"""Category verdicts remembered per client and minute; past it the memo starts over."""
-
-
-def _category_verdict(q: _Query, hits: tuple[HitLike, ...], via: str | None
-                      ) -> Decision | None:
-    """``_category_block`` for the matcher's ``hits``, memoised for the minute."""
-    verdicts = q.verdicts
-    key = (hits, via)
-    try:
-        return verdicts[key]
-    except KeyError:
-        pass
-    if len(verdicts) >= VERDICTS_MAX:
-        verdicts.clear()
-    found = verdicts[key] = _category_block(q, _resolve(hits), via)
-    return found
 
 
 def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> Decision | None:

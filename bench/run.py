@@ -129,6 +129,15 @@ def read_status(pid: int) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process and all its threads, from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def rss_mb(pid: int) -> float | None:
     kb = read_status(pid).get("VmRSS")
     return None if kb is None else round(kb / 1024, 1)
@@ -735,10 +744,15 @@ class Run:
                 raise BenchError(f"{name} exited (code {proc.returncode}) during the {mix} run")
         if a.latency_duration > 0:
             self._warm(target, out, "rewarm-latency")
+            cpu_before = cpu_seconds(proc.pid)
             lp = self.dnsload(target.port, self.data / f"latency-{size}.txt",
                               out / "latency", a.latency_rate, a.latency_duration)
             lat = self.wait_dnsload(lp, out / "latency", a.latency_duration + a.timeout + 60)
+            cpu_after = cpu_seconds(proc.pid)
             lat = {k: v for k, v in lat.items() if k not in ("buckets", "lost_at")}
+            if cpu_before is not None and cpu_after is not None and lat.get("answered"):
+                lat["cpu_us_per_query"] = round(
+                    (cpu_after - cpu_before) * 1e6 / lat["answered"], 1)
             warn = check_rcodes("latency", lat["rcodes"])
             if warn:
                 res["warnings"].append(f"latency run: {warn}")
@@ -949,6 +963,7 @@ def _metric_rows(mixes: list[str]) -> list[tuple[str, Getter, int, bool]]:
              for p in ("p50", "p90", "p99")]
     rows += [
         ("lost @ fixed rate", lambda r: (r.get("latency") or {}).get("lost"), 0, False),
+        ("CPU µs per query @ fixed rate", _lat_get("cpu_us_per_query"), 1, False),
         ("ready s, first start", lambda r: r.get("ready_s"), 2, False),
         ("ready s, second start (peers: their only start)",
          lambda r: r.get("ready2_s", r.get("ready_s")), 2, False),

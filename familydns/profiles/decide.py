@@ -73,10 +73,11 @@ _RANK = {category: i for i, category in enumerate(SEVERITY)}
 _ALLOWED = "no rule blocks it"
 
 
-class _Query(NamedTuple):
-    """What every step needs about the asker. All but ``now`` is the same for a client
-    for a whole minute (schedules and age bands move in minutes), so it is computed once
-    per client and minute and kept in the snapshot's memo."""
+class _Context(NamedTuple):
+    """What every step needs about the asker. It stays the same for a client for a whole
+    minute (schedules and age bands move in minutes), so it is computed once per client
+    and minute and kept in the snapshot's memo; steps that need the exact time take
+    ``now`` beside it."""
 
     snapshot: PolicySnapshot
     profile: Profile
@@ -173,7 +174,7 @@ def decide_chain(
     return None
 
 
-def _context_of(snapshot: PolicySnapshot, client: ClientIdentity, now: float) -> _Query:
+def _context_of(snapshot: PolicySnapshot, client: ClientIdentity, now: float) -> _Context:
     contexts = snapshot.contexts
     found = contexts.get(client)
     if found is None or not found[0] <= now < found[0] + 60.0:
@@ -181,12 +182,12 @@ def _context_of(snapshot: PolicySnapshot, client: ClientIdentity, now: float) ->
         if len(contexts) >= CONTEXTS_MAX:
             contexts.clear()
         found = contexts[client] = (start, _context(snapshot, client, start))
-    q: _Query = found[1]
+    q: _Context = found[1]
     return q
 
 
-def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> _Query:
-    """The per-minute part of _Query for ``client``, from the minute starting at ``start``."""
+def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> _Context:
+    """The _Context of ``client`` for the minute starting at ``start``."""
     profile = profile_for(snapshot, client)
     local = local_time(start, snapshot.tz)
     active = tuple(s for s in profile.schedules if s.active(local))
@@ -196,7 +197,7 @@ def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> 
     setting = profile.rebinding_protection
     allowed = Decision(Action.ALLOW, profile.name, _ALLOWED, guard_private=(
         setting if setting is not None else band.bypass_protection))
-    return _Query(snapshot, profile, local, band, active, allowed,
+    return _Context(snapshot, profile, local, band, active, allowed,
                   effective_categories(profile, local.date(), active))
 
 
@@ -228,7 +229,7 @@ def _bypass(profile: Profile, qname: str, answer: BlockAnswer, why: str) -> Deci
     )
 
 
-def _pause(q: _Query, now: float) -> Decision | None:
+def _pause(q: _Context, now: float) -> Decision | None:
     paused, until = q.snapshot.overrides.paused(q.profile.name, now)
     if not paused:
         return None
@@ -237,13 +238,13 @@ def _pause(q: _Query, now: float) -> Decision | None:
                   source="pause", origin="pause")
 
 
-def _clock(q: _Query, epoch: float) -> str:
+def _clock(q: _Context, epoch: float) -> str:
     """An end time as a parent reads it: ``21:30``, or ``Sat 07:00`` on another day."""
     when = local_time(epoch, q.snapshot.tz)
     return when.strftime("%H:%M" if when.date() == q.local.date() else "%a %H:%M")
 
 
-def _parent_rule(q: _Query, name: str, now: float) -> tuple[str, str, float | None] | None:
+def _parent_rule(q: _Context, name: str, now: float) -> tuple[str, str, float | None] | None:
     """The most specific parent rule covering ``name``: (kind, entry, until)."""
     profile = q.profile
     found: list[tuple[int, int, str, str, float | None]] = []
@@ -273,7 +274,7 @@ def _via(via: str | None) -> str:
     return f" (reached via CNAME of {via})" if via else ""
 
 
-def _allow(q: _Query, entry: str, until: float | None) -> Decision:
+def _allow(q: _Context, entry: str, until: float | None) -> Decision:
     name = q.profile.name
     if until is not None:
         reason = f"{entry} is temporarily allowed for {name} until {_clock(q, until)}"
@@ -285,7 +286,7 @@ def _allow(q: _Query, entry: str, until: float | None) -> Decision:
                     origin="added by parent", guard_private=q.allowed.guard_private)
 
 
-def _schedule_block(q: _Query, name: str) -> Decision | None:
+def _schedule_block(q: _Context, name: str) -> Decision | None:
     """The first active block_all schedule whose allow list does not cover ``name``."""
     for schedule in q.active:
         if schedule.block_all and match_subtree(name, schedule.allow) is None:
@@ -314,7 +315,7 @@ def _resolve(hits: Sequence[HitLike]) -> dict[str, HitLike]:
     return blocks
 
 
-def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> Decision | None:
+def _category_block(q: _Context, listed: dict[str, HitLike], via: str | None) -> Decision | None:
     """The block for the most severe listed category the profile blocks right now."""
     if not listed:
         return None
@@ -341,7 +342,7 @@ def _category_block(q: _Query, listed: dict[str, HitLike], via: str | None) -> D
     )
 
 
-def _rewrite(q: _Query, name: str) -> Decision | None:
+def _rewrite(q: _Context, name: str) -> Decision | None:
     """Safe search or YouTube restricted mode for the profile, when ``name`` is a target."""
     profile, band = q.profile, q.band
     safe = profile.safe_search if profile.safe_search is not None else band.safe_search

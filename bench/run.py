@@ -129,13 +129,28 @@ def read_status(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process and all its threads, from /proc/PID/stat."""
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+"""Units of the CPU times in /proc/PID/stat per second."""
+
+
+def read_stat(stat: Path) -> tuple[int, float] | None:
+    """(parent pid, user plus system CPU seconds of all its threads) from a
+    /proc/PID/stat file; None when the process is gone or the file is garbled."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+        raw = stat.read_text()
+    except OSError:
         return None
+    fields = raw[raw.rfind(")") + 2:].split()
+    try:
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (IndexError, ValueError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process (all its threads) has used so far."""
+    found = read_stat(Path(f"/proc/{pid}/stat"))
+    return None if found is None else found[1]
 
 
 def rss_mb(pid: int) -> float | None:
@@ -213,20 +228,12 @@ def cpu_busy_share(seconds: float = 1.0) -> float | None:
 
 def _proc_table() -> dict[int, tuple[int, float]]:
     """pid -> (parent pid, CPU seconds used so far) of every process."""
-    tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(")") + 2:].split()
-        try:
-            out[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-        except (IndexError, ValueError):
-            continue
+        if entry.name.isdigit():
+            found = read_stat(Path(entry.path, "stat"))
+            if found is not None:
+                out[int(entry.name)] = found
     return out
 
 

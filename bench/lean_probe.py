@@ -9,7 +9,8 @@ goes in a live server, which in-process profiles do not (they miss memory effect
 
 Stages (comma-separated, any subset):
 
-    parse   wire.parse_query instead of reading the name by hand
+    parse   wire.parse_query (header checks, EDNS, a Query object) instead of the name
+            reader alone
     decide  the full decide() (profile, schedules, parent rules, safe search) instead of
             Matcher.match alone
     send    0x20 letter case, wire.make_upstream_query and a timeout timer per query
@@ -118,15 +119,8 @@ async def serve(args: argparse.Namespace) -> None:
                 query = wire.parse_query(data)
                 qname, question, key = query.qname, query.question, query.key
             else:
-                end = data.index(0, 12)
-                name = bytearray(data[13:end])
-                i = data[12]
-                while i < len(name):
-                    step = name[i]
-                    name[i] = 0x2E
-                    i += step + 1
-                qname = name.decode("latin-1").lower()
-                question = data[12:end + 5]
+                qname, qend = wire._read_labels(data, 12, len(data))
+                question = data[12:qend + 4]
                 key = question.lower()
             now = time.time()
             client = None

@@ -16,7 +16,7 @@ import pytest
 from familydns.blocklists.formats import parse_list
 from familydns.blocklists.matcher import MatcherBuilder
 from familydns.config import load_config_data
-from familydns.profiles.decide import decide, decide_chain
+from familydns.profiles.decide import _context_of, _steps, decide, decide_chain
 from familydns.profiles.model import (
     NO_OVERRIDES,
     Action,
@@ -619,3 +619,56 @@ def test_decide_reads_the_real_matcher() -> None:
     assert (decision.action, decision.rule, decision.line) == (BLOCK, "bet365.com", 1)
     assert decide(snapshot, ANNA, "www.lottery.example", A, NOON).action is BLOCK
     assert decide(snapshot, MUM, "mail.bet365.com", A, NOON).action is ALLOW
+
+
+# ---------------------------------------------------------------- the shortcut
+
+SHORTCUT_NAMES = [
+    "wikipedia.org", "www.wikipedia.org", "adult.example", "www.adult.example",
+    "bet365.com", "mail.bet365.com", "casino.example", "facebook.com", "m.facebook.com",
+    "minecraft.net", "youtube.com", "www.youtube.com", "kids.youtube.com",
+    "www.google.com", "www.google.de", "google.com", "www.bing.com", "duckduckgo.com",
+    "use-application-dns.net", "mask.icloud.com", "_dns.resolver.arpa", "dns.google",
+    "pbskids.org", "kidsgame.example", "sexed.example", "tracker.example",
+    "school.example", "www.school.example", "friends.example", "a.friends.example",
+    "tiktok.com", "www.tiktok.com", "games.example", "com", "example",
+]
+SHORTCUT_SNAPSHOTS = {
+    "family": snap(),
+    "rules": snap({"name": "anna", "allow": ["minecraft.net", "kids.youtube.com"],
+                   "deny": ["tiktok.com", "youtube.com"]},
+                  {"name": "ben", "bypass_protection": False, "safe_search": False}),
+    "schedules": snap({"name": "anna", "schedules": [BEDTIME, HOMEWORK],
+                       "allow": ["minecraft.net"], "deny": ["tiktok.com"]},
+                      {"name": "ben", "schedules": [HOMEWORK]}),
+    "overrides": snap(overrides=Overrides(
+        pauses={"ben": at("Wed 13:30"), "mum": at("Wed 11:00")},
+        allows=(TemporaryAllow("anna", "friends.example", at("Wed 12:30")),
+                TemporaryAllow("anna", "bet365.com", at("Wed 11:00"))))),
+    "sex_education": snap({"name": "anna", "block": ["sex_education"]}),
+}
+
+
+@pytest.mark.parametrize("snapshot_name", sorted(SHORTCUT_SNAPSHOTS))
+@pytest.mark.parametrize("now", [NOON, at("Wed 12:31"), at("Wed 17:00"), at("Wed 22:00")])
+def test_the_shortcut_to_the_categories_gives_the_same_verdict_as_every_step(
+    snapshot_name: str, now: float
+) -> None:
+    """decide() skips steps 2-6 for names no parent rule, bypass or safe-search name
+    covers; the verdict must be exactly the one the full sequence of steps gives."""
+    snapshot = SHORTCUT_SNAPSHOTS[snapshot_name]
+    for client in (ANNA, BEN, MUM, TIM, STRANGER):
+        for name in SHORTCUT_NAMES:
+            context = _context_of(snapshot, client, now)
+            assert decide(snapshot, client, name, A, now) == _steps(context, name, now), (
+                snapshot_name, client.address, name)
+
+
+def test_the_shortcut_is_off_while_anything_may_block_every_name() -> None:
+    snapshot = SHORTCUT_SNAPSHOTS["schedules"]
+    assert _context_of(snapshot, ANNA, at("Wed 22:00")).ruled is None      # bedtime
+    assert _context_of(snapshot, ANNA, at("Wed 12:00")).ruled == {"minecraft.net",
+                                                                  "tiktok.com"}
+    assert _context_of(FAMILY, TIM, NOON).ruled is None                    # allowlist-only
+    paused = SHORTCUT_SNAPSHOTS["overrides"]
+    assert _context_of(paused, MUM, NOON).ruled is None   # an expired pause still counts

@@ -32,6 +32,10 @@ lookups. The steps, first match wins:
    (a blocked YouTube stays blocked). Allowed names of step 5 are rewritten too: an
    allow lifts blocks, not safe search.
 9. Allow.
+
+Most names meet no parent rule, bypass or safe-search name: when the asker's context
+has no pause on record, no active block_all schedule and no allowlist-only mode, a name
+outside every parent rule's subtree goes straight to step 7 (``_Context.ruled``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from familydns.profiles.model import (
     effective_categories,
     profile_for,
 )
-from familydns.profiles.safesearch import rewrite_for
+from familydns.profiles.safesearch import REWRITTEN_NAMES, rewrite_for
 from familydns.profiles.schedules import Schedule, local_time
 from familydns.resolver.identity import ClientIdentity
 
@@ -69,6 +73,9 @@ BYPASS_NAMES: Mapping[str, tuple[BlockAnswer, str]] = {
 }
 """Names answered by bypass protection, with the answer and why, in a parent's words."""
 
+_NAMED = frozenset(BYPASS_NAMES) | REWRITTEN_NAMES
+"""Names some step before the categories may answer for themselves alone (bypass
+protection, safe search): they always take every step."""
 _RANK = {category: i for i, category in enumerate(SEVERITY)}
 _ALLOWED = "no rule blocks it"
 
@@ -89,6 +96,11 @@ class _Context(NamedTuple):
     """The verdict for a name no rule touches: one shared value, not one per query."""
     blocked: dict[str, str]
     """Blocked categories right now mapped to their origin (effective_categories)."""
+    ruled: frozenset[str] | None
+    """The domains under which a parent rule may apply (allow, deny and temporary
+    allows), or None when steps 2-6 and allowlist-only mode must run for every name
+    (a pause is on record, a block_all schedule is active, allowlist-only mode). A name
+    under none of them, and not in ``_NAMED``, skips straight to the categories."""
 
 
 CONTEXTS_MAX = 4096
@@ -104,7 +116,19 @@ def decide(
     no record type is a way around a block.
     """
     q = _context_of(snapshot, client, now)
-    profile = q.profile
+    ruled = q.ruled
+    if ruled is not None and qname not in _NAMED and not (
+            ruled and match_subtree(qname, ruled)):
+        hits = snapshot.matcher.match(qname)
+        if hits:
+            return _category_block(q, _resolve(hits), None) or q.allowed
+        return q.allowed
+    return _steps(q, qname, now)
+
+
+def _steps(q: _Context, qname: str, now: float) -> Decision:
+    """Every step in order; decide() skips to step 7 when q.ruled says none can apply."""
+    snapshot, profile = q.snapshot, q.profile
     bypass = profile.bypass_protection
     if bypass if bypass is not None else q.band.bypass_protection:
         found = BYPASS_NAMES.get(qname)
@@ -197,8 +221,13 @@ def _context(snapshot: PolicySnapshot, client: ClientIdentity, start: float) -> 
     setting = profile.rebinding_protection
     allowed = Decision(Action.ALLOW, profile.name, _ALLOWED, guard_private=(
         setting if setting is not None else band.bypass_protection))
+    ruled: frozenset[str] | None = None
+    if (profile.name not in snapshot.overrides.pauses and not profile.allowlist_only
+            and not any(s.block_all for s in active)):
+        ruled = profile.allow | profile.deny | frozenset(
+            snapshot.overrides.allows_by_profile.get(profile.name, ()))
     return _Context(snapshot, profile, local, band, active, allowed,
-                  effective_categories(profile, local.date(), active))
+                    effective_categories(profile, local.date(), active), ruled)
 
 
 def _block(

@@ -121,6 +121,8 @@ def _youtube_rewrites() -> dict[YouTubeMode, Rewrite]:
 SEARCH_REWRITES: dict[str, Rewrite] = _search_rewrites()
 _YOUTUBE = _youtube_rewrites()
 _YOUTUBE_HOSTS = frozenset(YOUTUBE_HOSTS)
+REWRITTEN_NAMES = frozenset(SEARCH_REWRITES) | _YOUTUBE_HOSTS
+"""Every name ``rewrite_for`` may rewrite, whatever the modes."""
 
 
 def rewrite_for(name: str, youtube_mode: YouTubeMode, safe_search: bool) -> Rewrite | None:

@@ -36,6 +36,10 @@ log = logging.getLogger("familydns.upstream")
 _U16 = struct.Struct("!H")
 
 
+ResultCallback = Callable[["wire.Reply | None", "BaseException | None"], None]
+"""Called once per lookup: with the validated reply, or with the error that ended it."""
+
+
 class UpstreamMetrics(Protocol):
     def upstream_result(self, upstream: str, result: str, seconds: float) -> None: ...
     def upstream_rejected(self, upstream: str) -> None: ...
@@ -61,6 +65,11 @@ def _matches(data: bytes, qid: int, question: bytes, exact: bool = False) -> boo
     return echoed == question if exact else wire.same_question(echoed, question)
 
 
+ReplyCallback = Callable[[bytes | None, UpstreamError | None], None]
+"""Called once per UDP query: with the matching reply, or with the error (a timeout,
+an unreachable port) that ended it."""
+
+
 class _Port:
     """One connected UDP socket with the queries waiting on it, by ID."""
 
@@ -69,7 +78,7 @@ class _Port:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.pending: dict[int, tuple[bytes, ReplyCallback, asyncio.TimerHandle]] = {}
         self.uses = 0
 
 
@@ -81,7 +90,8 @@ class UdpPorts:
     query its own port, at about 40 us of kernel time per query (socket, connect, the
     first send binding a port, epoll registration, close). Replies must match a pending
     ID and its question exactly (letter case included); everything else is counted and
-    ignored.
+    ignored. Each query ends in exactly one call of its callback, straight from the
+    socket's reader or its timer: no future, no task.
     """
 
     def __init__(self, host: str, port: int, per_port: int,
@@ -91,7 +101,8 @@ class UdpPorts:
         self.per_port = max(1, per_port)
         self.on_reject = on_reject
         self.active: _Port | None = None
-        self.ports: dict[asyncio.Future[bytes], tuple[_Port, int]] = {}
+        self.open_ports: dict[int, _Port] = {}
+        """Open sockets by file descriptor (the active one and spent ones still waited on)."""
 
     def _open(self) -> _Port:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
@@ -103,11 +114,14 @@ class UdpPorts:
             raise
         port = _Port(sock)
         asyncio.get_running_loop().add_reader(port.fd, self._readable, port)
+        self.open_ports[port.fd] = port
         return port
 
-    def send(self, question: bytes, make: Callable[[int], bytes]) -> asyncio.Future[bytes]:
-        """Send ``make(id)``; the future gets the reply whose question is ``question``
-        byte for byte."""
+    def send(self, question: bytes, make: Callable[[int], bytes], timeout: float,
+             callback: ReplyCallback) -> None:
+        """Send ``make(id)``; ``callback`` gets the reply whose question is ``question``
+        byte for byte, or the error after ``timeout`` seconds. Raises UpstreamError when
+        the datagram cannot be sent (the callback is then never called)."""
         port = self.active
         if port is None or port.uses >= self.per_port:
             if port is not None and not port.pending:
@@ -120,65 +134,68 @@ class UdpPorts:
         qid = _random_id()
         while qid in pending:
             qid = _random_id()
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         try:
             port.sock.send(make(qid))
         except OSError as exc:
             raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
         port.uses += 1
-        pending[qid] = (question, fut)
-        self.ports[fut] = (port, qid)
-        return fut
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire, port, qid,
+                                                      timeout)
+        pending[qid] = (question, callback, timer)
 
-    def forget(self, fut: asyncio.Future[bytes]) -> None:
-        """The caller is done with ``fut`` (answered, timed out or cancelled)."""
-        found = self.ports.pop(fut, None)
-        if found is None:
-            return
-        port, qid = found
-        item = port.pending.get(qid)
-        if item is not None and item[1] is fut:
-            del port.pending[qid]
+    def _end(self, port: _Port, qid: int) -> ReplyCallback:
+        """Take a query off its port, closing a spent port nothing waits on any more."""
+        _question, callback, timer = port.pending.pop(qid)
+        timer.cancel()
         if not port.pending and port is not self.active:
             self._close(port)
+        return callback
+
+    def _expire(self, port: _Port, qid: int, timeout: float) -> None:
+        if qid in port.pending:
+            self._end(port, qid)(None, UpstreamError(f"timeout after {timeout:g} s"))
 
     def _readable(self, port: _Port) -> None:
-        while True:
+        pending = port.pending
+        while self.open_ports.get(port.fd) is port:
             try:
                 data = port.sock.recv(65535)
             except BlockingIOError:
                 return
             except OSError as exc:  # ICMP port unreachable arrives as ECONNREFUSED
                 error = UpstreamError(f"udp error: {exc.strerror or exc}")
-                for _q, fut in port.pending.values():
-                    if not fut.done():
-                        fut.set_exception(error)
+                for qid in list(pending):
+                    self._end(port, qid)(None, error)
                 return
             if len(data) < 12:
                 self.on_reject()
                 continue
             qid = _U16.unpack_from(data, 0)[0]
-            item = port.pending.get(qid)
-            if item is not None and not item[1].done() and _matches(data, qid, item[0],
-                                                                     exact=True):
-                item[1].set_result(data)
+            item = pending.get(qid)
+            if item is not None and _matches(data, qid, item[0], exact=True):
+                self._end(port, qid)(data, None)
             else:
                 self.on_reject()
 
     def _close(self, port: _Port) -> None:
         if port is self.active:
             self.active = None
+        if self.open_ports.get(port.fd) is port:
+            del self.open_ports[port.fd]
         try:
             asyncio.get_running_loop().remove_reader(port.fd)
         except RuntimeError:
             pass
         port.sock.close()
+        waiting = list(port.pending.values())
+        port.pending.clear()
+        for _question, callback, timer in waiting:
+            timer.cancel()
+            callback(None, UpstreamError("upstream socket closed"))
 
     def close(self) -> None:
-        for port in {*(p for p, _ in self.ports.values()),
-                     *([self.active] if self.active else [])}:
+        for port in list(self.open_ports.values()):
             self._close(port)
-        self.ports.clear()
 
 
 class StreamConnection:
@@ -315,6 +332,7 @@ class UpstreamPool:
         self.metrics: UpstreamMetrics = metrics or _NoMetrics()
         self.clock = clock
         self.upstreams = [Upstream(c, i) for i, c in enumerate(config.servers)]
+        self._tasks: set[asyncio.Task[wire.Reply]] = set()
 
     def order(self) -> list[Upstream]:
         """Healthy upstreams in configured order, then those backing off, soonest first."""
@@ -327,51 +345,78 @@ class UpstreamPool:
         return healthy + resting
 
     def start(self, question: bytes, do: bool, cd: bool) -> asyncio.Future[wire.Reply]:
-        """``resolve`` as a future, with the common case driven by callbacks alone.
+        """``forward`` as a future, for callers that await."""
+        out: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
 
-        When the first upstream in order is a UDP one, the query goes out at once and
-        its reply completes the future: no task, no coroutine frames (they cost more
-        than the rest of a cache miss). Anything unusual hands over to a task: a
-        truncated reply to TCP on the same upstream, a timeout, error or failing answer
-        to ``resolve`` over the other upstreams.
-        """
-        loop = asyncio.get_running_loop()
-        up = self.order()[0] if self.upstreams else None
-        if up is None or up.config.scheme != "udp":
-            return loop.create_task(self.resolve(question, do, cd))
-        begun = self.clock()
-        try:
-            sent = self._send_udp(up, question, do, cd)
-        except UpstreamError as exc:
-            error = self._record(up, 0.0, None, exc) or str(exc)
-            return loop.create_task(self.resolve(question, do, cd, (up, error, None)))
-        out: asyncio.Future[wire.Reply] = loop.create_future()
-
-        def done(_: asyncio.Future[bytes]) -> None:
-            assert up is not None
-            failure = UpstreamError("cancelled") if sent.cancelled() else sent.exception()
+        def settle(reply: wire.Reply | None, error: BaseException | None) -> None:
             if out.done():
                 return
-            reply = None
+            if error is not None:
+                out.set_exception(error)
+            else:
+                assert reply is not None
+                out.set_result(reply)
+
+        self.forward(question, do, cd, settle)
+        return out
+
+    def forward(self, question: bytes, do: bool, cd: bool, on_done: ResultCallback) -> None:
+        """``resolve`` with a callback, the common case driven by the socket alone.
+
+        When the first upstream in order is a UDP one, the query goes out at once and
+        its reply calls ``on_done`` straight from the socket's reader: no future, no
+        task, no coroutine frames (they cost more than the rest of a cache miss).
+        Anything unusual hands over to a task: a truncated reply to TCP on the same
+        upstream, a timeout, error or failing answer to ``resolve`` over the others.
+        ``on_done`` is called exactly once, with the reply or the error.
+        """
+        up = self.order()[0] if self.upstreams else None
+        if up is None or up.config.scheme != "udp":
+            self._settle(self.resolve(question, do, cd), on_done)
+            return
+        first = up
+        begun = self.clock()
+
+        def done(data: bytes | None, failure: UpstreamError | None) -> None:
             try:
                 if failure is not None:
                     raise failure
-                reply = self._parse(up, sent.result())
+                assert data is not None
+                reply = self._parse(first, data)
             except UpstreamError as exc:
-                error = self._record(up, self.clock() - begun, None, exc) or str(exc)
-                _chain(loop.create_task(self.resolve(question, do, cd, (up, error, None))), out)
+                error = self._record(first, self.clock() - begun, None, exc) or str(exc)
+                self._settle(self.resolve(question, do, cd, (first, error, None)), on_done)
                 return
             if reply.truncated:
-                _chain(loop.create_task(self._over_tcp(up, question, do, cd)), out)
+                self._settle(self._over_tcp(first, question, do, cd), on_done)
                 return
-            failed = self._record(up, self.clock() - begun, reply, None)
+            failed = self._record(first, self.clock() - begun, reply, None)
             if failed is None:
-                out.set_result(reply)
+                on_done(reply, None)
             else:
-                _chain(loop.create_task(self.resolve(question, do, cd, (up, failed, reply))), out)
+                self._settle(self.resolve(question, do, cd, (first, failed, reply)), on_done)
 
-        sent.add_done_callback(done)
-        return out
+        try:
+            self._send_udp(first, question, do, cd, done)
+        except UpstreamError as exc:
+            error = self._record(first, 0.0, None, exc) or str(exc)
+            self._settle(self.resolve(question, do, cd, (first, error, None)), on_done)
+
+    def _settle(self, work: Coroutine[Any, Any, wire.Reply], on_done: ResultCallback) -> None:
+        """Run ``work`` as a task and hand its outcome to ``on_done``."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+
+        def finish(t: asyncio.Task[wire.Reply]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                on_done(None, UpstreamError("lookup cancelled"))
+            elif t.exception() is not None:
+                on_done(None, t.exception())
+            else:
+                on_done(t.result(), None)
+
+        task.add_done_callback(finish)
 
     async def _over_tcp(self, up: Upstream, question: bytes, do: bool, cd: bool
                         ) -> wire.Reply:
@@ -440,7 +485,18 @@ class UpstreamPool:
         """One exchange: UDP first for a udp:// upstream (TCP when truncated, or when
         ``stream`` says so), else its TCP or TLS connection."""
         if up.config.scheme == "udp" and not stream:
-            reply = self._parse(up, await self._send_udp(up, question, do, cd))
+            sent: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+            def settle(data: bytes | None, error: UpstreamError | None) -> None:
+                if sent.done():
+                    return
+                if error is not None:
+                    sent.set_exception(error)
+                else:
+                    sent.set_result(data or b"")
+
+            self._send_udp(up, question, do, cd, settle)
+            reply = self._parse(up, await sent)
             if not reply.truncated:
                 return reply
         size = self.config.edns_udp_size
@@ -454,28 +510,17 @@ class UpstreamPool:
         except WireError as exc:
             raise UpstreamError(f"malformed reply: {exc.reason}") from None
 
-    def _send_udp(self, up: Upstream, question: bytes, do: bool, cd: bool
-                  ) -> asyncio.Future[bytes]:
-        """Send ``question`` (its letters in random case) to a udp:// upstream; the
-        future gets the reply or, after ``timeout``, an UpstreamError. However it ends
-        (answered, timed out, cancelled), its timer and its port slot are released."""
+    def _send_udp(self, up: Upstream, question: bytes, do: bool, cd: bool,
+                  callback: ReplyCallback) -> None:
+        """Send ``question`` (its letters in random case) to a udp:// upstream;
+        ``callback`` gets the reply or, after ``timeout``, an UpstreamError."""
         if up.udp is None:
             up.udp = UdpPorts(up.config.host, up.config.port, self.config.queries_per_port,
                               lambda: self.metrics.upstream_rejected(up.name))
-        ports = up.udp
         mixed = wire.randomize_case(question)
         size = self.config.edns_udp_size
-        sent = ports.send(mixed, lambda qid: wire.make_upstream_query(qid, mixed, do, cd,
-                                                                      size))
-        timeout = self.config.timeout
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, sent, timeout)
-
-        def release(_: asyncio.Future[bytes]) -> None:
-            timer.cancel()
-            ports.forget(sent)
-
-        sent.add_done_callback(release)
-        return sent
+        up.udp.send(mixed, lambda qid: wire.make_upstream_query(qid, mixed, do, cd, size),
+                    self.config.timeout, callback)
 
     async def _stream(self, up: Upstream, question: bytes,
                       make: Callable[[int], bytes]) -> bytes:
@@ -503,28 +548,8 @@ _FAILED = (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP)
 """Answers that count against an upstream and make us ask the next one."""
 
 
-def _chain(task: asyncio.Future[wire.Reply], out: asyncio.Future[wire.Reply]) -> None:
-    """Complete ``out`` with ``task``'s outcome (``out`` may have been cancelled)."""
-    def copy(t: asyncio.Future[wire.Reply]) -> None:
-        if out.done():
-            if not t.cancelled():
-                t.exception()
-        elif t.cancelled():
-            out.cancel()
-        elif t.exception() is not None:
-            out.set_exception(t.exception())  # type: ignore[arg-type]
-        else:
-            out.set_result(t.result())
-    task.add_done_callback(copy)
-
-
 def _random_id() -> int:
     return secrets.randbits(16)
-
-
-def _expire(fut: asyncio.Future[bytes], timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(UpstreamError(f"timeout after {timeout:g} s"))
 
 
 def wire_rcode_name(rcode: int) -> str:

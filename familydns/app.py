@@ -317,7 +317,7 @@ class App:
             await (await Store.open(self.db_path, clock=self.clock)).close()
             self.log_writer = LogWriter(
                 self.db_path, retention_days=config.log.retention_days, clock=self.clock,
-                on_drop=self.metrics.log_dropped.inc)
+                on_drop=self.metrics.log_dropped)
             self._log_task = asyncio.create_task(self.log_writer.run())
             state = await self._store_state(config)
         try:

@@ -62,6 +62,9 @@ class HotCounters(Collector):
         self.blocked: dict[tuple[str, str], int] = {}
         self.upstream: dict[tuple[str, str], int] = {}
         self.upstream_latency: dict[str, Histogram] = {}
+        self.log_dropped = 0
+        """Lookups the log could not keep: under a flood of new blocked names this
+        counts once per query, so it is a plain integer, not a locked Counter."""
 
     def collect(self) -> Iterator[Metric]:
         queries = CounterMetricFamily("familydns_queries", "DNS queries answered, by type "
@@ -80,6 +83,8 @@ class HotCounters(Collector):
                                ("evictions", "Entries evicted to keep the cache small")):
             name = "stale_answers" if key == "stale" else key
             yield CounterMetricFamily(f"familydns_cache_{name}", help_text, cache[key])
+        yield CounterMetricFamily("familydns_log_dropped", "Log rows dropped because the "
+                                  "log queue was full", self.log_dropped)
         blocked = CounterMetricFamily("familydns_blocked", "Blocked lookups",
                                       labels=["profile", "category"])
         for (profile, category), n in dict(self.blocked).items():
@@ -120,9 +125,6 @@ class Metrics:
         self.reloads = Counter("familydns_reloads_total", "Policy reloads by result",
                                ["result"], registry=r)
         self.list_entries = Gauge("familydns_list_entries", "Domain rules loaded", registry=r)
-        self.log_dropped = Counter("familydns_log_dropped_total",
-                                   "Log rows dropped because the log queue was full",
-                                   registry=r)
 
     @staticmethod
     def query_key(qtype: int, result: str) -> tuple[str, str]:
@@ -143,6 +145,9 @@ class Metrics:
     def cache_event(self, kind: str) -> None:
         """``hits``, ``misses``, ``stale`` or ``evictions``."""
         self.hot.cache[kind] += 1
+
+    def log_dropped(self, lookups: int) -> None:
+        self.hot.log_dropped += lookups
 
     def block(self, profile: str, category: str) -> None:
         blocked = self.hot.blocked

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
@@ -60,6 +61,8 @@ MEMO_SECONDS = 1.0
 Within a second TTLs are still exact (they count whole seconds) and a schedule, pause or
 list change is felt at most a second late (a snapshot swap clears the memo at once)."""
 MEMO_MAX = 10_000
+BLOCK_SHAPES_MAX = 1024
+_ID = struct.Struct("!H")
 _REUSED = {"answered": "cached", "nxdomain": "cached"}
 """A reused upstream answer is counted as a cache hit."""
 # (valid until, answer bytes after the ID, its query counter, what to log on reuse)
@@ -93,6 +96,9 @@ class Resolver:
         cost of one more lookup on a memo miss, and no full clear that would drop the
         hot names along with the one-off ones)."""
         self.memo_max = MEMO_MAX
+        self._block_shapes: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        """Blocked answers by shape: the header after the ID, and what follows the
+        question (see ``_blocked``)."""
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -108,6 +114,7 @@ class Resolver:
         """Drop memoised answers: called when the policy snapshot is replaced."""
         self.memo.clear()
         self._older.clear()
+        self._block_shapes.clear()
 
     # ------------------------------------------------------------------ entry point
 
@@ -375,6 +382,23 @@ class Resolver:
     # ------------------------------------------------------------------ policy answers
 
     def _blocked(self, query: wire.Query, decision: Decision) -> bytes:
+        """The answer for a blocked name: built once per shape (how the profile answers,
+        why, the query's type, flags and EDNS) and then copied with the new ID and
+        question, since a flood of blocked names differs only in those."""
+        edns = query.edns
+        shape = (decision.block_answer, decision.ttl, decision.category, decision.source,
+                 decision.block_addresses, query.qtype, query.flags & (wire.RD | wire.CD),
+                 None if edns is None else edns.do)
+        found = self._block_shapes.get(shape)
+        if found is None:
+            if len(self._block_shapes) >= BLOCK_SHAPES_MAX:
+                self._block_shapes.clear()
+            response = self._build_blocked(query, decision)
+            found = self._block_shapes[shape] = (
+                response[2:12], response[12 + len(query.question):])
+        return _ID.pack(query.id) + found[0] + query.question + found[1]
+
+    def _build_blocked(self, query: wire.Query, decision: Decision) -> bytes:
         """The answer for a blocked name, as the profile asks, with an EDE naming why."""
         ttl = decision.ttl
         mode = decision.block_answer

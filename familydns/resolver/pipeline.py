@@ -35,6 +35,7 @@ from familydns.resolver.cache import Cache, Entry, entry_of, render
 from familydns.resolver.identity import ClientIdentity
 from familydns.resolver.neighbours import NeighbourTable
 from familydns.resolver.server import Pending
+from familydns.resolver.upstream import ResultCallback
 
 log = logging.getLogger("familydns.resolver")
 
@@ -50,7 +51,12 @@ class Policy(Protocol):
 
 
 class Upstreams(Protocol):
-    def start(self, question: bytes, do: bool, cd: bool) -> asyncio.Future[wire.Reply]: ...
+    def forward(self, question: bytes, do: bool, cd: bool, on_done: ResultCallback) -> None:
+        """Look ``question`` up; ``on_done`` gets the reply or the error, exactly once."""
+
+
+EntryCallback = Callable[[Entry | None, BaseException | None], None]
+"""A waiter on one upstream lookup: the entry (cached or not), or the error."""
 
 
 DecisionSink = Callable[[float, ClientIdentity, str, int, Decision], None]
@@ -86,7 +92,8 @@ class Resolver:
         self.metrics = metrics
         self.clock = clock
         self.on_decision = on_decision
-        self._fetches: dict[bytes, asyncio.Future[Entry]] = {}
+        self._fetches: dict[bytes, list[EntryCallback]] = {}
+        """Upstream lookups under way by cache key, with their waiters."""
         self._per_client: dict[str, int] = {}
         self.neighbours = NeighbourTable()
         self.memo: dict[tuple[str, bytes], Memo] = {}
@@ -275,36 +282,25 @@ class Resolver:
     def _miss(self, query: wire.Query, client: ClientIdentity, start: float, limit: int,
               decision: Decision) -> asyncio.Future[bytes | None]:
         """The common miss (UDP, nothing stale to fall back on), driven by callbacks
-        from the upstream reply to the answer: no task and no coroutine frames."""
-        fetch = self._fetch(query.key, query.question, query.wants_dnssec,
-                            bool(query.flags & wire.CD))
-        out: asyncio.Future[bytes | None] = fetch.get_loop().create_future()
+        from the upstream's socket to the answer: no task and no coroutine frames."""
+        out: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
 
-        def done(_: asyncio.Future[Entry]) -> None:
+        def done(entry: Entry | None, error: BaseException | None) -> None:
             self._release(client.address)
             if out.done():
                 return
-            if fetch.cancelled():
-                out.cancel()
+            if entry is None:
+                if not isinstance(error, UpstreamError):
+                    out.set_exception(error or UpstreamError("lookup failed"))
+                    return
+                out.set_result(self._servfail(query, start, limit, error))
                 return
-            try:
-                out.set_result(self._fetched(query, client, fetch, start, limit, decision))
-            except Exception as exc:  # noqa: BLE001 - the listener reports it
-                out.set_exception(exc)
+            out.set_result(self._answer(query, client, entry, self.clock(), start, limit,
+                                        _result_of(entry), decision=decision))
 
-        fetch.add_done_callback(done)
+        self._lookup(query.key, query.question, query.wants_dnssec,
+                     bool(query.flags & wire.CD), done)
         return out
-
-    def _fetched(self, query: wire.Query, client: ClientIdentity, fetch: asyncio.Future[Entry],
-                 start: float, limit: int, decision: Decision) -> bytes:
-        error = fetch.exception()
-        if error is not None:
-            if not isinstance(error, UpstreamError):
-                raise error
-            return self._servfail(query, start, limit, error)
-        entry = fetch.result()
-        return self._answer(query, client, entry, self.clock(), start, limit,
-                            _result_of(entry), decision=decision)
 
     def _servfail(self, query: wire.Query, start: float, limit: int,
                   error: BaseException) -> bytes:
@@ -332,7 +328,7 @@ class Resolver:
                              stale: Entry | None, start: float, limit: int,
                              decision: Decision) -> bytes | None:
         do, cd = query.wants_dnssec, bool(query.flags & wire.CD)
-        fetch = asyncio.shield(self._fetch(query.key, query.question, do, cd))
+        fetch = self._fetch(query.key, query.question, do, cd)
         try:
             if stale is not None and self.config.cache.serve_stale:
                 entry = await asyncio.wait_for(fetch, self.config.cache.stale_after)
@@ -347,37 +343,49 @@ class Resolver:
         return self._answer(query, client, entry, self.clock(), start, limit,
                             _result_of(entry), decision=decision)
 
-    def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Future[Entry]:
-        """One upstream lookup per key at a time, shared by every query that misses on
-        it meanwhile (waiters shield it: one giving up does not cancel the others). It
-        goes on after a waiter answered stale, and refreshes the cache."""
-        fetch = self._fetches.get(key)
-        if fetch is None:
-            reply = self.upstreams.start(question, do, cd)
-            fetch = reply.get_loop().create_future()
-            fetch.add_done_callback(_retrieve)
-            self._fetches[key] = fetch
-            reply.add_done_callback(lambda r: self._store(key, r, fetch))
-        return fetch
+    def _lookup(self, key: bytes, question: bytes, do: bool, cd: bool,
+                waiter: EntryCallback) -> None:
+        """One upstream lookup per key at a time: ``waiter`` is called when it ends, with
+        every other query that missed on the key meanwhile. It goes on after a waiter
+        answered stale, and refreshes the cache."""
+        waiters = self._fetches.get(key)
+        if waiters is not None:
+            waiters.append(waiter)
+            return
+        waiters = self._fetches[key] = [waiter]
+        self.upstreams.forward(question, do, cd,
+                               lambda reply, error: self._store(key, waiters, reply, error))
 
-    def _store(self, key: bytes, reply: asyncio.Future[wire.Reply],
-               fetch: asyncio.Future[Entry]) -> None:
-        if self._fetches.get(key) is fetch:
+    def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool) -> asyncio.Future[Entry]:
+        """``_lookup`` as a future, for the coroutine paths. A waiter giving up cancels
+        only its own future, never the lookup the others wait on."""
+        fut: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)
+
+        def settle(entry: Entry | None, error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if entry is None:
+                fut.set_exception(error or UpstreamError("lookup failed"))
+            else:
+                fut.set_result(entry)
+
+        self._lookup(key, question, do, cd, settle)
+        return fut
+
+    def _store(self, key: bytes, waiters: list[EntryCallback], reply: wire.Reply | None,
+               error: BaseException | None) -> None:
+        if self._fetches.get(key) is waiters:
             del self._fetches[key]
-        if fetch.done():
-            return
-        if reply.cancelled():
-            fetch.set_exception(UpstreamError("lookup cancelled"))
-            return
-        error = reply.exception()
-        if error is not None:
-            fetch.set_exception(error)
-            return
-        answer = reply.result()
-        now = self.clock()
-        entry = self.cache.put(key, answer, now)
-        fetch.set_result(entry if entry is not None else
-                         entry_of(answer, now, now, answer.ttls))
+        entry = None
+        if reply is not None:
+            now = self.clock()
+            entry = self.cache.put(key, reply, now) or entry_of(reply, now, now, reply.ttls)
+        for waiter in waiters:
+            try:
+                waiter(entry, error)
+            except Exception:
+                log.exception("internal error answering a lookup of %r", key)
 
     # ------------------------------------------------------------------ policy answers
 
@@ -461,7 +469,7 @@ class Resolver:
             addresses = entry.addresses
         else:
             try:
-                addresses = (await asyncio.shield(self._fetch(key, question, False, False))
+                addresses = (await self._fetch(key, question, False, False)
                              ).addresses
             except UpstreamError:
                 addresses = entry.addresses if entry is not None else (

@@ -344,22 +344,6 @@ class UpstreamPool:
                          key=lambda u: u.down_until)
         return healthy + resting
 
-    def start(self, question: bytes, do: bool, cd: bool) -> asyncio.Future[wire.Reply]:
-        """``forward`` as a future, for callers that await."""
-        out: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
-
-        def settle(reply: wire.Reply | None, error: BaseException | None) -> None:
-            if out.done():
-                return
-            if error is not None:
-                out.set_exception(error)
-            else:
-                assert reply is not None
-                out.set_result(reply)
-
-        self.forward(question, do, cd, settle)
-        return out
-
     def forward(self, question: bytes, do: bool, cd: bool, on_done: ResultCallback) -> None:
         """``resolve`` with a callback, the common case driven by the socket alone.
 

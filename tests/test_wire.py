@@ -214,3 +214,45 @@ def test_records_outside_the_question_tree_are_stripped() -> None:
     assert reply.addresses == ("192.0.2.7",)
     assert b"evil" in reply.body  # the NS target name inside kept RDATA
     assert reply.body.count(b"\x04evil") == 1
+
+
+ADDRESS_REPLIES = [  # (name, type, answers, EDNS, read in the short pass)
+    ("www.example.org", "A", ("www.example.org. 300 A 192.0.2.7",), True, True),
+    ("www.example.org", "A", ("www.example.org. 30 A 192.0.2.7",
+                              "www.example.org. 60 A 192.0.2.8"), True, True),
+    ("v6.example.org", "AAAA", ("v6.example.org. 5 AAAA 2001:db8::1",), False, True),
+    ("www.example.org", "A", (), True, True),
+    ("www.example.org", "A", ("www.example.org. 300 CNAME cdn.example.net.",
+                              "cdn.example.net. 60 A 192.0.2.7"), True, False),
+    ("www.example.org", "MX", ("www.example.org. 300 MX 10 mail.example.org.",), True,
+     False),
+]
+
+
+@pytest.mark.parametrize(("name", "rdtype", "answers", "edns", "short_pass"),
+                         ADDRESS_REPLIES)
+def test_the_short_reading_of_address_replies_agrees_with_the_full_one(
+    name: str, rdtype: str, answers: tuple[str, ...], edns: bool, short_pass: bool
+) -> None:
+    """parse_reply reads plain address answers in a short pass; where it does, the Reply
+    must be exactly the one the full reading gives."""
+    data = upstream_reply(make_query(name, rdtype, use_edns=0), *answers, edns=edns)
+    qid, flags, _qd, an, ns, ar = struct.unpack_from("!HHHHHH", data)
+    short = wire._parse_address_reply(data, qid, flags, an, ar)
+    full = wire._parse_reply_body(data, qid, flags, an, ns, ar)
+    assert (short is not None) is short_pass
+    if short is not None:
+        assert short == full
+    assert wire.parse_reply(data) == full
+
+
+def test_the_short_reading_keeps_an_extended_rcode_and_refuses_trailing_bytes() -> None:
+    data = upstream_reply(make_query("www.example.org", use_edns=0),
+                          "www.example.org. 300 A 192.0.2.7")
+    qid, flags, _qd, an, ns, ar = struct.unpack_from("!HHHHHH", data)
+    assert wire._parse_address_reply(data + b"\x00", qid, flags, an, ar) is None
+    opt_ttl = len(data) - 11 + 5
+    bumped = data[:opt_ttl] + b"\x01" + data[opt_ttl + 1:]   # extended rcode bits = 1
+    short = wire._parse_address_reply(bumped, qid, flags, an, ar)
+    full = wire._parse_reply_body(bumped, qid, flags, an, ns, ar)
+    assert short is not None and short == full and short.rcode == 16

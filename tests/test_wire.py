@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import dns.edns
@@ -256,3 +257,25 @@ def test_the_short_reading_keeps_an_extended_rcode_and_refuses_trailing_bytes() 
     short = wire._parse_address_reply(bumped, qid, flags, an, ar)
     full = wire._parse_reply_body(bumped, qid, flags, an, ns, ar)
     assert short is not None and short == full and short.rcode == 16
+
+
+def test_random_bytes_are_never_shared_with_a_forked_worker() -> None:
+    """IDs and 0x20 bits come from a buffer of os.urandom; a forked child must not
+    draw the same bytes as its parent (the buffer is dropped at fork)."""
+    wire.random_bytes(1)  # the parent's buffer is filled
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, wire.random_bytes(32))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 32)
+    os.close(read_end)
+    os.close(write_end)
+    assert len(child) == 32 and child != wire.random_bytes(32)
+
+
+def test_random_bytes_span_a_refill_of_the_buffer() -> None:
+    taken = [wire.random_bytes(1000) for _ in range(10)]
+    assert all(len(chunk) == 1000 for chunk in taken) and len(set(taken)) == 10
+    assert 0 <= wire.random_id() < 65536

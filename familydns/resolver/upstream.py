@@ -1,6 +1,6 @@
 """Talking to upstream resolvers: UDP (with TCP fallback on TC), TCP and DNS-over-TLS.
 
-Spoofing resistance (RFC 5452): every UDP query gets a fresh random ID from ``secrets``
+Spoofing resistance (RFC 5452): every UDP query gets a fresh random ID from ``os.urandom``
 and the letters of its name in random case (the "0x20" bits, one per letter, which the
 upstream echoes); it leaves from a connected socket with a random source port, so the
 kernel drops datagrams from any other address. A reply is accepted only with the same
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import socket
 import ssl
 import struct
@@ -78,7 +77,8 @@ class _Port:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.pending: dict[int, tuple[bytes, ReplyCallback, asyncio.TimerHandle]] = {}
+        self.pending: dict[int, tuple[bytes, ReplyCallback, float]] = {}
+        """ID -> (question sent, callback, deadline on the loop's clock)."""
         self.uses = 0
 
 
@@ -91,8 +91,12 @@ class UdpPorts:
     first send binding a port, epoll registration, close). Replies must match a pending
     ID and its question exactly (letter case included); everything else is counted and
     ignored. Each query ends in exactly one call of its callback, straight from the
-    socket's reader or its timer: no future, no task.
+    socket's reader or the sweep: no future, no task, no timer per query (a timer costs
+    an object and two libuv calls; the sweep looks at the few queries in flight every
+    ``SWEEP`` seconds, so a timeout fires up to that much late).
     """
+
+    SWEEP = 0.1
 
     def __init__(self, host: str, port: int, per_port: int,
                  on_reject: Callable[[], None]) -> None:
@@ -103,6 +107,7 @@ class UdpPorts:
         self.active: _Port | None = None
         self.open_ports: dict[int, _Port] = {}
         """Open sockets by file descriptor (the active one and spent ones still waited on)."""
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def _open(self) -> _Port:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
@@ -131,29 +136,38 @@ class UdpPorts:
             except OSError as exc:
                 raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
         pending = port.pending
-        qid = _random_id()
+        qid = wire.random_id()
         while qid in pending:
-            qid = _random_id()
+            qid = wire.random_id()
         try:
             port.sock.send(make(qid))
         except OSError as exc:
             raise UpstreamError(f"udp error: {exc.strerror or exc}") from None
         port.uses += 1
-        timer = asyncio.get_running_loop().call_later(timeout, self._expire, port, qid,
-                                                      timeout)
-        pending[qid] = (question, callback, timer)
+        loop = asyncio.get_running_loop()
+        pending[qid] = (question, callback, loop.time() + timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.SWEEP, self._sweep, timeout)
 
     def _end(self, port: _Port, qid: int) -> ReplyCallback:
         """Take a query off its port, closing a spent port nothing waits on any more."""
-        _question, callback, timer = port.pending.pop(qid)
-        timer.cancel()
+        callback = port.pending.pop(qid)[1]
         if not port.pending and port is not self.active:
             self._close(port)
         return callback
 
-    def _expire(self, port: _Port, qid: int, timeout: float) -> None:
-        if qid in port.pending:
-            self._end(port, qid)(None, UpstreamError(f"timeout after {timeout:g} s"))
+    def _sweep(self, timeout: float) -> None:
+        """Fail the queries past their deadline; look again while any is in flight."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        late = [(port, qid) for port in list(self.open_ports.values())
+                for qid, (_q, _c, deadline) in port.pending.items() if deadline <= now]
+        for port, qid in late:
+            if qid in port.pending:
+                self._end(port, qid)(None, UpstreamError(f"timeout after {timeout:g} s"))
+        if any(port.pending for port in self.open_ports.values()):
+            self._sweeper = loop.call_later(self.SWEEP, self._sweep, timeout)
 
     def _readable(self, port: _Port) -> None:
         pending = port.pending
@@ -189,13 +203,15 @@ class UdpPorts:
         port.sock.close()
         waiting = list(port.pending.values())
         port.pending.clear()
-        for _question, callback, timer in waiting:
-            timer.cancel()
+        for _question, callback, _deadline in waiting:
             callback(None, UpstreamError("upstream socket closed"))
 
     def close(self) -> None:
         for port in list(self.open_ports.values()):
             self._close(port)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
 
 class StreamConnection:
@@ -265,9 +281,9 @@ class StreamConnection:
     async def exchange(self, question: bytes, make_packet: Callable[[int], bytes],
                        timeout: float) -> bytes:
         writer = await self._connect()
-        qid = secrets.randbits(16)
+        qid = wire.random_id()
         while qid in self._pending:
-            qid = secrets.randbits(16)
+            qid = wire.random_id()
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[qid] = (question, fut)
         packet = make_packet(qid)
@@ -530,10 +546,6 @@ class UpstreamPool:
 
 _FAILED = (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP)
 """Answers that count against an upstream and make us ask the next one."""
-
-
-def _random_id() -> int:
-    return secrets.randbits(16)
 
 
 def wire_rcode_name(rcode: int) -> str:

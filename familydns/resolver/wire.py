@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import struct
 from dataclasses import dataclass
-from secrets import token_bytes
 from socket import AF_INET, AF_INET6, inet_ntop
 
 import dnslib
@@ -691,6 +691,46 @@ def _in_bailiwick_only(data: bytes, qname: str) -> bytes:
     return bytes(msg.pack())
 
 
+class _Entropy:
+    """Random bytes from the kernel's CSPRNG (os.urandom), read 4 KiB at a time.
+
+    Every upstream query takes 2 bytes of ID and one bit per letter of its name; one
+    getrandom() per query each cost a system call on the miss path. The buffer is
+    dropped in a forked child, so two workers never reuse the same bytes."""
+
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        pos = self.pos
+        if pos + n > len(self.buf):
+            self.buf = os.urandom(max(self.BLOCK, n))
+            pos = 0
+        self.pos = pos + n
+        return self.buf[pos:pos + n]
+
+    def reset(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+
+_ENTROPY = _Entropy()
+os.register_at_fork(after_in_child=_ENTROPY.reset)
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` unpredictable bytes (os.urandom, buffered)."""
+    return _ENTROPY.take(n)
+
+
+def random_id() -> int:
+    """A fresh 16-bit query ID."""
+    return int.from_bytes(_ENTROPY.take(2), "big")
+
+
 _LETTER_BITS = bytes(0x20 if chr(i).isascii() and chr(i).isalpha() else 0
                      for i in range(256))
 
@@ -702,7 +742,7 @@ def randomize_case(question: bytes) -> bytes:
     name = question[:-4]
     size = len(name)
     mask = (int.from_bytes(name.translate(_LETTER_BITS), "big")
-            & int.from_bytes(token_bytes(size), "big"))
+            & int.from_bytes(_ENTROPY.take(size), "big"))
     return (int.from_bytes(name, "big") ^ mask).to_bytes(size, "big") + question[-4:]
 
 

@@ -63,6 +63,15 @@ class Running:
 StartServer = Callable[..., Awaitable[Running]]
 
 
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``check()`` holds, polling every 50 ms; fail after ``timeout``."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    assert check()
+
+
 def base_config(upstream_urls: list[str], **sections: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         # Rate limiting off unless a test is about it: tests query fast from one address.

@@ -23,7 +23,7 @@ import pytest
 
 from familydns.store import connection
 from familydns.store import log as log_module
-from tests.conftest import Running, StartServer
+from tests.conftest import Running, StartServer, eventually
 
 WRITER = """
 import asyncio, sys
@@ -143,14 +143,6 @@ async def blocked_queries(server: Running, first: int, count: int) -> None:
         reply = await server.query(f"n{i}.bet365.com", "A")
         assert reply.rcode() == dns.rcode.NXDOMAIN
         assert loop.time() - start < 0.2
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    assert check()
 
 
 Locker = Callable[[Running], sqlite3.Connection]

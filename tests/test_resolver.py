@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from familydns.config import load_config_data
-from tests.conftest import StartServer, base_config, rrset_texts, run_command
+from tests.conftest import StartServer, base_config, eventually, rrset_texts, run_command
 from tests.upstream import FakeUpstream, make_tls
 
 
@@ -401,6 +401,29 @@ async def test_ipv6_listener(start_server: StartServer, upstream: FakeUpstream) 
     for tcp in (False, True):
         reply = await server.query("example.org", "A", tcp=tcp)
         assert rrset_texts(reply, "A") == ["192.0.2.1"]
+
+
+async def test_a_lookup_in_flight_survives_a_reload_that_replaces_its_upstream(
+        start_server: StartServer, upstream: FakeUpstream) -> None:
+    """The replaced pool lets its queries in flight end before it closes: the client
+    gets the old upstream's answer, not SERVFAIL, and the old sockets are closed after."""
+    server = await start_server()
+    old_pool = server.app.pool
+    assert old_pool is not None
+    upstream.set_mode("stall", delay=0.3)
+    asking = asyncio.create_task(server.query("example.org", "A"))
+    await eventually(lambda: upstream.count("example.org", "A") == 1)
+    async with FakeUpstream() as other:
+        other.add("example.org", "A", "192.0.2.99")
+        data = base_config([other.url("udp")])
+        server.app.load_config = lambda: load_config_data(data, "test config")
+        assert await server.app.reload()
+        reply = await asking
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert rrset_texts(reply, "A") == ["192.0.2.1"]
+        ports = old_pool.upstreams[0].udp
+        assert ports is not None
+        await eventually(lambda: not ports.open_ports)
 
 
 async def test_a_reload_switches_to_new_upstreams(start_server: StartServer,

@@ -206,7 +206,11 @@ class UdpPorts:
         for _question, callback, _deadline in waiting:
             callback(None, UpstreamError("upstream socket closed"))
 
+    def in_flight(self) -> int:
+        return sum(len(port.pending) for port in self.open_ports.values())
+
     def close(self) -> None:
+        """Close every socket; queries still waiting fail with an UpstreamError."""
         for port in list(self.open_ports.values()):
             self._close(port)
         if self._sweeper is not None:
@@ -537,6 +541,13 @@ class UpstreamPool:
             raise UpstreamError(f"timeout after {self.config.timeout:g} s") from None
 
     async def close(self) -> None:
+        """Let the UDP queries in flight end (answered or timed out), then close: a
+        reload that replaced this pool must not cut off lookups others wait on."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout + 2 * UdpPorts.SWEEP
+        while loop.time() < deadline and any(
+                up.udp is not None and up.udp.in_flight() for up in self.upstreams):
+            await asyncio.sleep(UdpPorts.SWEEP)
         for up in self.upstreams:
             if up.stream is not None:
                 await up.stream.close()

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import dns.edns
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -438,3 +439,26 @@ async def test_a_reload_switches_to_new_upstreams(start_server: StartServer,
         assert other.count("example.org", "AAAA") == 1
         assert upstream.count("example.org", "AAAA") == 0
         assert reply.rcode() == dns.rcode.NOERROR
+
+
+async def test_a_bug_while_answering_a_miss_is_logged_and_releases_the_query(
+        start_server: StartServer, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception in the answer step must end the client's pending answer (logged by
+    the listener), not leave it in flight for ever."""
+    server = await start_server()
+    resolver = server.app.resolver
+    assert resolver is not None and server.app._inflight is not None
+    answer = resolver._answer
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        monkeypatch.setattr(resolver, "_answer", answer)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(resolver, "_answer", broken)
+    with pytest.raises(dns.exception.Timeout):
+        await server.query("example.org", "A", timeout=0.5)
+    assert "internal error handling a UDP query" in caplog.text
+    assert not server.app._inflight.tasks
+    reply = await server.query("example.org", "A")
+    assert rrset_texts(reply, "A") == ["192.0.2.1"]

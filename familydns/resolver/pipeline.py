@@ -290,13 +290,19 @@ class Resolver:
             if out.done():
                 return
             if entry is None:
-                if not isinstance(error, UpstreamError):
-                    out.set_exception(error or UpstreamError("lookup failed"))
+                if error is not None and not isinstance(error, UpstreamError):
+                    out.set_exception(error)  # a bug: the listener logs it
                     return
-                out.set_result(self._servfail(query, start, limit, error))
+                out.set_result(self._servfail(query, start, limit,
+                                              error or UpstreamError("lookup failed")))
                 return
-            out.set_result(self._answer(query, client, entry, self.clock(), start, limit,
-                                        _result_of(entry), decision=decision))
+            try:
+                answer = self._answer(query, client, entry, self.clock(), start, limit,
+                                      _result_of(entry), decision=decision)
+            except Exception as exc:  # noqa: BLE001 - the listener reports it
+                out.set_exception(exc)
+                return
+            out.set_result(answer)
 
         self._lookup(query.key, query.question, query.wants_dnssec,
                      bool(query.flags & wire.CD), done)

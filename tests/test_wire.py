@@ -288,3 +288,29 @@ def test_random_bytes_span_a_refill_of_the_buffer() -> None:
     taken = [wire.random_bytes(1000) for _ in range(10)]
     assert all(len(chunk) == 1000 for chunk in taken) and len(set(taken)) == 10
     assert 0 <= wire.random_id() < 65536
+
+
+def test_a_ttl_sent_with_the_top_bit_set_is_served_as_parsed() -> None:
+    """The cache serves a fresh entry's body as it is, so the body must carry the TTLs
+    the parser kept (top bit cleared), in both readings."""
+    for answers in (("www.example.org. 300 A 192.0.2.7",),
+                    ("www.example.org. 300 CNAME cdn.example.net.",
+                     "cdn.example.net. 60 A 192.0.2.7")):
+        data = bytearray(upstream_reply(make_query("www.example.org", use_edns=0), *answers))
+        reply = wire.parse_reply(bytes(data))
+        first = 12 + len(reply.question) + reply.ttl_offsets[0]
+        data[first] |= 0x80
+        bumped = wire.parse_reply(bytes(data))
+        assert bumped.ttls == reply.ttls and bumped.body == reply.body
+
+
+def test_a_fresh_cache_entry_is_served_with_its_clamped_ttls() -> None:
+    cache = Cache(CacheConfig(min_ttl=120))
+    data = upstream_reply(make_query("www.example.org", use_edns=0),
+                          "www.example.org. 30 A 192.0.2.7")
+    entry = cache.put(b"k", wire.parse_reply(data), now=1000.0)
+    assert entry is not None
+    query = wire.parse_query(make_query("www.example.org"))
+    for now, ttl in ((1000.0, 120), (1000.9, 120), (1001.0, 119), (1010.5, 110)):
+        answer = dns.message.from_wire(render(entry, query, now, 1232))
+        assert answer.answer[0].ttl == ttl, now

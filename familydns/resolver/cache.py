@@ -51,7 +51,13 @@ _private = functools.lru_cache(maxsize=4096)(is_private)
 
 
 def entry_of(reply: wire.Reply, now: float, expires: float, ttls: tuple[int, ...]) -> Entry:
-    return Entry(reply.rcode, reply.flags, reply.an, reply.ns, reply.ar, reply.body,
+    """An entry whose body carries ``ttls`` (written in when they differ from the
+    reply's own, which parse_reply keeps in step with its body), so an answer rendered
+    within its first second is the body as it is."""
+    body = reply.body
+    if ttls != reply.ttls:
+        body = wire.write_ttls(body, reply.ttl_offsets, ttls)
+    return Entry(reply.rcode, reply.flags, reply.an, reply.ns, reply.ar, body,
                  reply.ttl_offsets, ttls, reply.cnames, reply.addresses, now, expires,
                  any(map(_private, reply.addresses)))
 
@@ -137,13 +143,13 @@ def render(
     """An answer to ``query`` from a stored entry: new ID, the client's question (its letter
     case), TTLs counted down since storage (or ``stale_ttl`` when serving stale)."""
     body = entry.body
-    if entry.ttl_offsets:
+    elapsed = int(now - entry.stored_at)
+    if entry.ttl_offsets and (elapsed or stale_ttl is not None):
         buf = bytearray(body)
         if stale_ttl is not None:
             for off in entry.ttl_offsets:
                 _U32.pack_into(buf, off, stale_ttl)
         else:
-            elapsed = int(now - entry.stored_at)
             for off, ttl in zip(entry.ttl_offsets, entry.ttls):
                 _U32.pack_into(buf, off, ttl - elapsed if ttl > elapsed else 0)
         body = bytes(buf)

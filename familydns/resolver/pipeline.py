@@ -68,6 +68,7 @@ Within a second TTLs are still exact (they count whole seconds) and a schedule, 
 list change is felt at most a second late (a snapshot swap clears the memo at once)."""
 MEMO_MAX = 10_000
 BLOCK_SHAPES_MAX = 1024
+CLIENTS_MAX = 4096
 _ID = struct.Struct("!H")
 _REUSED = {"answered": "cached", "nxdomain": "cached"}
 """A reused upstream answer is counted as a cache hit."""
@@ -103,6 +104,7 @@ class Resolver:
         cost of one more lookup on a memo miss, and no full clear that would drop the
         hot names along with the one-off ones)."""
         self.memo_max = MEMO_MAX
+        self._clients: dict[tuple[str, str | None, str | None], ClientIdentity] = {}
         self._block_shapes: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         """Blocked answers by shape: the header after the ID, and what follows the
         question (see ``_blocked``)."""
@@ -159,7 +161,7 @@ class Resolver:
         mac = edns.mac if edns is not None else None
         if mac is None:
             mac = self.neighbours.mac_for(address)
-        client = ClientIdentity(address, mac, edns.subnet if edns is not None else None)
+        client = self._client(address, mac, edns.subnet if edns is not None else None)
         decision = self.policy.decide(client, query.qname, query.qtype, now)
         action = decision.action
         if action is Action.BLOCK:
@@ -191,6 +193,17 @@ class Resolver:
         if entry is None and transport == "udp":
             return self._miss(query, client, start, limit, decision)
         return self._resolve(query, client, entry, start, limit, decision)
+
+    def _client(self, address: str, mac: str | None, subnet: str | None) -> ClientIdentity:
+        """The same ClientIdentity for the same device, so the policy's per-client memo
+        finds it by identity rather than by comparing fields."""
+        key = (address, mac, subnet)
+        client = self._clients.get(key)
+        if client is None:
+            if len(self._clients) >= CLIENTS_MAX:
+                self._clients.clear()
+            client = self._clients[key] = ClientIdentity(address, mac, subnet)
+        return client
 
     def _refuse(self, data: bytes, reason: str) -> bytes | None:
         """REFUSED for a client outside the access list: no decoding beyond the header,

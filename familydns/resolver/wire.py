@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from socket import AF_INET, AF_INET6, inet_ntop
 
@@ -455,7 +456,12 @@ def make_upstream_query(qid: int, question: bytes, do: bool, cd: bool, udp_size:
     identify a child's device and stay in the house.
     """
     flags = RD | (CD if cd else 0)
-    return _HDR.pack(qid, flags, 1, 0, 0, 1) + question + opt_record(udp_size, do)
+    return _HDR.pack(qid, flags, 1, 0, 0, 1) + question + _upstream_opt(udp_size, do)
+
+
+@functools.lru_cache(maxsize=8)
+def _upstream_opt(udp_size: int, do: bool) -> bytes:
+    return opt_record(udp_size, do)
 
 
 @fast_init
@@ -525,6 +531,7 @@ def _parse_address_reply(data: bytes, qid: int, flags: int, an: int, ar: int
     ttl_offsets: list[int] = []
     ttls: list[int] = []
     addresses: list[str] = []
+    high = 0
     for _ in range(an):
         if off + 12 > limit or data[off] != 0xC0 or data[off + 1] != 12:
             return None
@@ -539,6 +546,7 @@ def _parse_address_reply(data: bytes, qid: int, flags: int, an: int, ar: int
             return None
         ttl_offsets.append(rdata_off - 6 - qend)
         ttls.append(ttl & 0x7FFFFFFF)
+        high |= ttl
     ar_start = off
     rcode = flags & 0xF
     if ar:
@@ -551,9 +559,20 @@ def _parse_address_reply(data: bytes, qid: int, flags: int, an: int, ar: int
         rcode |= ((ttl >> 24) & 0xFF) << 4
     if off != limit or qend > limit:
         return None
-    return Reply(qid, flags, rcode, data[12:qend], an, 0, 0, data[qend:ar_start],
+    body = data[qend:ar_start]
+    if high & 0x80000000:
+        body = write_ttls(body, ttl_offsets, ttls)
+    return Reply(qid, flags, rcode, data[12:qend], an, 0, 0, body,
                  tuple(ttl_offsets), tuple(ttls), (), tuple(addresses), None,
                  bool(flags & TC))
+
+
+def write_ttls(body: bytes, offsets: Iterable[int], ttls: Iterable[int]) -> bytes:
+    """``body`` with ``ttls`` written at ``offsets``."""
+    buf = bytearray(body)
+    for off, ttl in zip(offsets, ttls):
+        _U32.pack_into(buf, off, ttl)
+    return bytes(buf)
 
 
 def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: int,
@@ -570,6 +589,7 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
     tree = {qname}
     addresses: list[str] = []
     negative_ttl: int | None = None
+    high = 0
     ext_rcode = 0
     outside = False
     ar_start = qend
@@ -602,6 +622,7 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
                 outside = True
             ttl_offsets.append(off + 4)
             ttls.append(ttl & 0x7FFFFFFF)
+            high |= ttl
             if rtype == T_CNAME:
                 target = read_name(data, rdata_off)[0]
                 cnames.append(target)
@@ -627,6 +648,7 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
                 outside = True
             ttl_offsets.append(off + 4)
             ttls.append(ttl & 0x7FFFFFFF)
+            high |= ttl
             if rtype == T_SOA:
                 _, moff = read_name(data, rdata_off)
                 _, moff = read_name(data, moff)
@@ -645,6 +667,10 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
         return _parse_reply_body(clean, qid, flags, an, ns, ar, True)
     # The additional section (glue, OPT) is never passed on: names there are outside the
     # question's tree, and cutting the tail cannot break compression pointers before it.
+    body = data[qend:ar_start] if ar else data[qend:]
+    offsets = tuple(o - qend for o in ttl_offsets)
+    if high & 0x80000000:  # sent with the top bit set: serve what the TTLs say
+        body = write_ttls(body, offsets, ttls)
     return Reply(
         id=qid,
         flags=flags,
@@ -653,8 +679,8 @@ def _parse_reply_body(data: bytes, qid: int, flags: int, an: int, ns: int, ar: i
         an=an,
         ns=ns,
         ar=0,
-        body=data[qend:ar_start] if ar else data[qend:],
-        ttl_offsets=tuple(o - qend for o in ttl_offsets),
+        body=body,
+        ttl_offsets=offsets,
         ttls=tuple(ttls),
         cnames=tuple(cnames),
         addresses=tuple(addresses),

@@ -768,7 +768,7 @@ def randomize_case(question: bytes) -> bytes:
     name = question[:-4]
     size = len(name)
     mask = (int.from_bytes(name.translate(_LETTER_BITS), "big")
-            & int.from_bytes(_ENTROPY.take(size), "big"))
+            & int.from_bytes(random_bytes(size), "big"))
     return (int.from_bytes(name, "big") ^ mask).to_bytes(size, "big") + question[-4:]
 
 
